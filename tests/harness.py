@@ -1,0 +1,249 @@
+"""Real Klippy (file-output mode) + real Moonraker for end-to-end tests.
+
+    with PrinterHarness(cloud_url) as h:
+        h.klippy            # kapi.KlippyAPI on Klippy's API socket
+        h.base_url          # Moonraker, http://127.0.0.1:<port>
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.request
+
+import kapi
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
+VENV_BIN = os.path.dirname(sys.executable)
+SITE = sysconfig.get_paths()["purelib"]
+DICTIONARY = os.path.join(TESTS, "fake_mcu_dict.json")
+
+MOONRAKER_CONF = """\
+[server]
+host: 127.0.0.1
+port: %(port)d
+klippy_uds_address: %(uds)s
+
+[authorization]
+trusted_clients:
+    127.0.0.0/8
+    ::1/128
+
+[machine]
+provider: none
+validate_service: False
+validate_config: False
+
+[file_manager]
+enable_object_processing: False
+
+[polar_cloud]
+%(extra)s
+"""
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def install_into_venv(printer_data):
+    """Run the project's install.sh against this venv's Klippy/Moonraker."""
+    subprocess.run(
+        ["bash", os.path.join(ROOT, "install.sh"), "--klipper", SITE,
+         "--moonraker", SITE, "--klippy-env", os.path.dirname(VENV_BIN),
+         "--moonraker-env", os.path.dirname(VENV_BIN),
+         "--printer-data", printer_data, "--no-deps", "--no-restart"],
+        check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for name in os.listdir(os.path.join(TESTS, "klippy_extras")):
+        if name.endswith(".py"):
+            dest = os.path.join(SITE, "klippy", "extras", name)
+            if not os.path.islink(dest):
+                os.symlink(os.path.join(TESTS, "klippy_extras", name), dest)
+
+
+class PrinterHarness:
+    def __init__(self, cloud_url, polar_extra="", moonraker=True,
+                 moonraker_extra=""):
+        self.tmp = tempfile.mkdtemp(prefix="ph-", dir="/tmp")
+        self.data = os.path.join(self.tmp, "printer_data")
+        self.gcodes = os.path.join(self.data, "gcodes")
+        self.config_dir = os.path.join(self.data, "config")
+        self.state_dir = os.path.join(self.data, "polar_cloud")
+        for d in (self.gcodes, self.config_dir,
+                  os.path.join(self.data, "logs")):
+            os.makedirs(d)
+        self.uds = os.path.join(self.tmp, "klippy_uds")
+        self.printer_cfg = os.path.join(self.config_dir, "printer.cfg")
+        self.klippy_log = os.path.join(self.data, "logs", "klippy.log")
+        self.moonraker_log = os.path.join(self.data, "logs", "moonraker.log")
+        self.cloud_url = cloud_url
+        self.write_printer_cfg(polar_extra)
+        self.use_moonraker = moonraker
+        self.moonraker_extra = moonraker_extra
+        self.port = free_port()
+        self.base_url = "http://127.0.0.1:%d" % (self.port,)
+        self.procs = {}
+        self.klippy = None
+
+    def write_printer_cfg(self, polar_extra=""):
+        with open(os.path.join(TESTS, "printer.cfg.in")) as f:
+            cfg = f.read()
+        cfg = cfg.replace("@GCODES@", self.gcodes).replace(
+            "@CLOUD_URL@", self.cloud_url).replace("@POLAR_EXTRA@",
+                                                   polar_extra)
+        with open(self.printer_cfg, "w") as f:
+            f.write(cfg)
+
+    # --- processes ------------------------------------------------------
+
+    def start(self):
+        self.procs["klippy"] = subprocess.Popen(
+            [sys.executable, "-m", "klippy.klippy", self.printer_cfg,
+             "-o", "/dev/null", "-d", DICTIONARY, "-a", self.uds,
+             "-l", self.klippy_log],
+            stdout=subprocess.DEVNULL,
+            stderr=open(os.path.join(self.tmp, "klippy.stderr"), "w"))
+        if self.use_moonraker:
+            conf = os.path.join(self.config_dir, "moonraker.conf")
+            with open(conf, "w") as f:
+                f.write(MOONRAKER_CONF % {"port": self.port, "uds": self.uds,
+                                          "extra": self.moonraker_extra})
+            self.procs["moonraker"] = subprocess.Popen(
+                [os.path.join(VENV_BIN, "moonraker"), "-d", self.data,
+                 "-c", conf, "-l", self.moonraker_log],
+                stdout=subprocess.DEVNULL,
+                stderr=open(os.path.join(self.tmp, "moonraker.stderr"), "w"))
+        self.wait_klippy()
+        if self.use_moonraker:
+            self.wait_moonraker()
+        return self
+
+    def wait_klippy(self, timeout=30.):
+        if self.klippy is not None:
+            self.klippy.close()
+        self.klippy, info = kapi.wait_ready(self.uds, timeout=timeout)
+        self.klippy.subscribe_output()
+        self.klippy.subscribed = True
+        return info
+
+    def wait_moonraker(self, timeout=30.):
+        # Moonraker says "ready" before its remote methods are registered
+        # with Klippy; the temperature store fills only after that.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                info = self.http_get("/server/info")
+                if info["klippy_state"] == "ready" and \
+                        self.http_get("/server/temperature_store"):
+                    return
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.05)
+        raise TimeoutError("moonraker not ready; see " + self.moonraker_log)
+
+    def restart(self, command="RESTART"):
+        """RESTART/FIRMWARE_RESTART Klippy and wait until it is ready."""
+        try:
+            self.klippy.gcode(command, timeout=5.)
+        except Exception:
+            pass    # Klippy drops API connections while restarting
+        time.sleep(0.3)
+        self.wait_klippy()
+        if self.use_moonraker:
+            self.wait_moonraker()
+
+    def stop(self):
+        if self.klippy is not None:
+            self.klippy.close()
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if os.environ.get("KEEP_HARNESS_TMP") is None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # --- helpers --------------------------------------------------------
+
+    def http(self, method, path, body=None, timeout=30.):
+        """(status, decoded JSON) from Moonraker."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.base_url + path, data=data, method=method,
+            headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as e:
+            return e.code, json.load(e)
+
+    def http_get(self, path):
+        status, body = self.http("GET", path)
+        if status != 200:
+            raise ValueError("%s: HTTP %s %s" % (path, status, body))
+        return body["result"]
+
+    def polar_status(self):
+        return self.klippy.query(polar_cloud=None)["polar_cloud"]
+
+    def wait_polar(self, pred, timeout=20., what="polar_cloud state"):
+        deadline = time.monotonic() + timeout
+        st = None
+        while time.monotonic() < deadline:
+            st = self.polar_status()
+            if pred(st):
+                return st
+            time.sleep(0.1)
+        raise AssertionError("%s never reached; last %r" % (what, st))
+
+    def print_state(self):
+        return self.klippy.query(print_stats=None)["print_stats"]["state"]
+
+    def wait_print_state(self, want, timeout=20.):
+        deadline = time.monotonic() + timeout
+        state = None
+        while time.monotonic() < deadline:
+            state = self.print_state()
+            if state in want:
+                return state
+            time.sleep(0.05)
+        raise AssertionError("print state %s never reached (last %s)"
+                             % (want, state))
+
+    def log_text(self):
+        with open(self.klippy_log, errors="replace") as f:
+            return f.read()
+
+    def gcode_output(self, script, timeout=10.):
+        """Run G-code over the API; returns the console lines it printed."""
+        if not getattr(self.klippy, "subscribed", False):
+            self.klippy.subscribe_output()
+            self.klippy.subscribed = True
+        start = len(self.klippy.output)
+        self.klippy.gcode(script, timeout=timeout)
+        time.sleep(0.05)
+        return self.klippy.output[start:]
