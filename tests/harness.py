@@ -106,7 +106,7 @@ class PrinterHarness:
 
     # --- processes ------------------------------------------------------
 
-    def start(self):
+    def start(self, want=("ready",)):
         self.procs["klippy"] = subprocess.Popen(
             [sys.executable, "-m", "klippy.klippy", self.printer_cfg,
              "-o", "/dev/null", "-d", DICTIONARY, "-a", self.uds,
@@ -123,15 +123,16 @@ class PrinterHarness:
                  "-c", conf, "-l", self.moonraker_log],
                 stdout=subprocess.DEVNULL,
                 stderr=open(os.path.join(self.tmp, "moonraker.stderr"), "w"))
-        self.wait_klippy()
+        self.info = self.wait_klippy(want=want)
         if self.use_moonraker:
             self.wait_moonraker()
         return self
 
-    def wait_klippy(self, timeout=30.):
+    def wait_klippy(self, timeout=30., want=("ready",)):
         if self.klippy is not None:
             self.klippy.close()
-        self.klippy, info = kapi.wait_ready(self.uds, timeout=timeout)
+        self.klippy, info = kapi.wait_ready(self.uds, timeout=timeout,
+                                            want=want)
         self.klippy.subscribe_output()
         self.klippy.subscribed = True
         return info

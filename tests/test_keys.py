@@ -1,0 +1,79 @@
+"""Key handling: golden signature, SPKI PEM, atomic private files."""
+import base64
+import os
+import stat
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from polarcloud import keys, store
+
+GOLDEN_KEY = os.path.join(os.path.dirname(__file__), "data", "golden_key.pem")
+GOLDEN_CHALLENGE = "Tm9uY2UtNDI=éü-challenge"   # signed as UTF-8, not decoded
+GOLDEN_SIGNATURE = (
+    "KLGZmfCxd5o1q4IbrqrqtWwWb7BjJLaPDKczt9GcoN8TcCHPgcEPsanZT+6pXtINk3+PFy97"
+    "TsvoDQD7lGS80lHCC1VK7154gqioNTj+ZvfSv5NQa+72qwhXGHcY5YiAnCHUbBJlnTTdssDh"
+    "C8kk8ac/bowKkMSDFm0GIRGjj66akOTXmxZRKGPBuidwQsWEJSeOUUvj3rKO4IQeraFDrp6c"
+    "6DytRgzGSm8iEoexc0OeCnf7ddu93zXeQLnntXbR5f9boP4dD9H+etCRyZ1MgpmMIDClobnI"
+    "W66iQF6cx66OFb9kmugSREj8VFUGg2LYnSv6UKqdh+ptIGQDeAOeYw==")
+
+
+def test_golden_signature_in_child_process():
+    signature, public_pem = keys.sign_challenge(GOLDEN_KEY, GOLDEN_CHALLENGE)
+    assert signature == GOLDEN_SIGNATURE
+    assert "\n" not in signature and len(base64.b64decode(signature)) == 256
+
+
+def test_signature_verifies_with_independent_library():
+    signature, public_pem = keys.sign_challenge(GOLDEN_KEY, GOLDEN_CHALLENGE)
+    pub = serialization.load_pem_public_key(public_pem.encode())
+    pub.verify(base64.b64decode(signature), GOLDEN_CHALLENGE.encode("utf-8"),
+               padding.PKCS1v15(), hashes.SHA256())
+
+
+def test_spki_pem_matches_independent_encoder():
+    priv = keys.load_private(GOLDEN_KEY)
+    ours = keys.public_pem(priv)
+    assert ours.startswith("-----BEGIN PUBLIC KEY-----\n")
+    assert ours.endswith("-----END PUBLIC KEY-----\n")
+    body = ours.strip().splitlines()[1:-1]
+    assert all(len(line) == 64 for line in body[:-1])
+    with open(GOLDEN_KEY, "rb") as f:
+        theirs = serialization.load_pem_private_key(f.read(), None)
+    expected = theirs.public_key().public_bytes(
+        serialization.Encoding.PEM,
+        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    assert ours == expected
+
+
+def test_generate_key_is_private_and_kept(tmp_path):
+    path = str(tmp_path / "state" / "key.pem")
+    first = keys.generate_key(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+    # an existing key is never replaced (the cloud knows its public half)
+    assert keys.generate_key(path) == first
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    path = str(tmp_path / "state.json")
+    store.atomic_write(path, b"good", 0o600)
+
+    def boom(fd):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError):
+        store.atomic_write(path, b"half", 0o600)
+    with open(path, "rb") as f:
+        assert f.read() == b"good"
+    assert os.listdir(str(tmp_path)) == ["state.json"]
+
+
+def test_state_store_ignores_blank_or_corrupt_serial(tmp_path):
+    st = store.StateStore(str(tmp_path))
+    st.save({"serial": "  "})
+    assert "serial" not in st.load()
+    with open(st.state_path, "w") as f:
+        f.write("{not json")
+    assert st.load() == {}
