@@ -44,12 +44,25 @@ class PolarCloud:
         self.camera_url = config.get("camera_url", "").strip() or None
         self.snapshot_url = config.get("snapshot_url", "").strip() or None
         debug = config.getboolean("enable_debug", False)
+        max_mb = config.getint("max_download_size", 1024, minval=1)
+        min_free_mb = config.getint("min_free_space", 100, minval=0)
+        send_next = config.getboolean("send_next_print", False)
+        status_interval = config.getfloat("status_interval", 10., minval=1.,
+                                          maxval=60.)
         state_dir = self._state_dir(config)
+        sdcard_dir = config.getsection("virtual_sdcard").get("path", None)
+        gcode_dir = None
+        if sdcard_dir is not None:
+            gcode_dir = os.path.join(os.path.normpath(
+                os.path.expanduser(sdcard_dir)), "polar_cloud")
         self.remote = pc_remote.RemoteControl(self, config)
         self.conn = pc_connection.CloudConnection(self, {
             "url": url.rstrip("/"), "state_dir": state_dir, "debug": debug,
             "printer_type": self.printer_type,
-            "printer_make": self.printer_make})
+            "printer_make": self.printer_make, "gcode_dir": gcode_dir,
+            "max_download_bytes": max_mb * 1024 * 1024,
+            "min_free_bytes": min_free_mb * 1024 * 1024,
+            "send_next_print": send_next, "status_interval": status_interval})
         self.info = {"state": "starting", "connected": False,
                      "registered": False, "serial": None,
                      "last_status": None, "last_error": None}
@@ -185,8 +198,8 @@ class PolarCloud:
     def cloud_command(self, event, data):
         self.in_reactor(lambda: self.remote.run(event, data))
 
-    def cloud_print(self, data):
-        self.remote.cloud_print(data)
+    def start_print(self, filename, reply):
+        self.in_reactor(lambda: self.remote.start_print(filename, reply))
 
     def _notify_moonraker(self, status):
         webhooks = self.printer.lookup_object("webhooks")

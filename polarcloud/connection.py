@@ -22,6 +22,7 @@ import urllib.parse
 import uuid
 
 from . import VERSION
+from . import download
 from . import keys
 from . import protocol as P
 from .child import ChildError
@@ -35,11 +36,15 @@ REGISTER_TIMEOUT = 60.
 UNREGISTER_TIMEOUT = 30.
 CONNECT_TIMEOUT = 10.
 HELLO_FAILED_RETRY = 300.
+UPDATE_STATUS_TIME = 600.   # report 8 this long after asking for an update
+PROGRESS_CONSOLE_STEP = 10  # percent between download lines in the console
 MAX_CHALLENGE = 4096
 # Printer commands the reactor carries out (see klippy_extras/polar_cloud.py)
 REACTOR_COMMANDS = frozenset([
-    "pause", "resume", "cancel", "command", "temperature", "jogPrinter",
+    "pause", "resume", "command", "temperature", "jogPrinter",
     "customCommand", "connectPrinter", "update"])
+HANDSHAKE_EVENTS = frozenset([
+    "welcome", "registerResponse", "helloResponse", "delete"])
 QUIET_LIBRARIES = ("socketio", "engineio", "socketio.client",
                    "engineio.client", "websocket", "urllib3")
 
@@ -95,7 +100,8 @@ class CloudConnection:
         self.thread = None
         self.stopping = threading.Event()
         self.backoff = Backoff()
-        self.cadence = P.StatusCadence()
+        self.cadence = P.StatusCadence(settings.get("status_interval",
+                                                    P.ACTIVE_INTERVAL))
         self.jobs = None
         self.state = {}
         self.client = None
@@ -114,6 +120,10 @@ class CloudConnection:
         self.logged_errors = set()
         self.camera = {}
         self.public_key = None
+        self.download = None
+        self.updating_until = 0.
+        self.capabilities = []
+        self.online_extras = None
         for name in QUIET_LIBRARIES:
             logging.getLogger(name).setLevel(logging.WARNING)
         log.setLevel(logging.DEBUG if settings.get("debug") else logging.INFO)
@@ -154,15 +164,22 @@ class CloudConnection:
                     item = self.inbox.get(timeout=self._wait_time())
                 except queue.Empty:
                     item = None
-                if item is not None:
-                    self._dispatch(item)
-                if not self.stopping.is_set():
-                    self._tick(time.monotonic())
-        except Exception:
-            log.exception("polar_cloud: connector thread failed")
-            self.last_error = "internal error (see klippy.log)"
-            self._publish()
+                # A bug in one step must not take the printer offline for
+                # good: log it (once per kind) and carry on.
+                try:
+                    if item is not None:
+                        self._dispatch(item)
+                    if not self.stopping.is_set():
+                        self._tick(time.monotonic())
+                except Exception as e:
+                    key = ("internal", repr(e))
+                    if key not in self.logged_errors:
+                        self.logged_errors.add(key)
+                        log.exception("polar_cloud: internal error")
+                    self.last_error = "internal error (see klippy.log)"
         finally:
+            if self.download is not None:
+                self.download.cancel()
             self._disconnect()
 
     def _wait_time(self):
@@ -181,6 +198,12 @@ class CloudConnection:
             self._start_unregister(item[1], item[2])
         elif kind == "call":
             item[1]()
+        elif kind == "online_extras":
+            self.online_extras = item[1]
+            self._send_online_extras()
+        elif kind == "updating":
+            self.updating_until = time.monotonic() + UPDATE_STATUS_TIME
+            self.cadence.force()
 
     def _tick(self, now):
         if self._wants_connection() and not self.sio_connected \
@@ -350,15 +373,16 @@ class CloudConnection:
         if not P.accepts(event, data, self.serial):
             log.debug("polar_cloud: ignored %s (not for this printer)", event)
             return
+        if event not in HANDSHAKE_EVENTS and not self.authenticated:
+            log.debug("polar_cloud: ignored %s before hello", event)
+            return
+        log.debug("polar_cloud: received %s", event)
         handler = getattr(self, "_on_" + event, None)
         if handler is not None:
             handler(data)
         elif event in REACTOR_COMMANDS:
-            if self.authenticated:
-                self.host.cloud_command(event, data)
-                self.cadence.force()
-        elif event == "print":
-            self.host.cloud_print(data)
+            self.host.cloud_command(event, data)
+            self.cadence.force()
         else:
             log.debug("polar_cloud: ignored unknown event %s", event)
 
@@ -403,7 +427,7 @@ class CloudConnection:
             self.phase = "online"
             log.info("polar_cloud: online as %s", self.serial)
             self.cadence.force()
-            self.host.online()
+            self.host.online()   # answers with "online_extras"
             self._publish()
         elif status == "DELETED":
             self._forget_serial("this printer was deleted from Polar Cloud")
@@ -551,6 +575,8 @@ class CloudConnection:
             return
         job = self.jobs.status_job()
         code = self.jobs.status_code(self.snapshot)
+        if now < self.updating_until and code == P.IDLE:
+            code = P.UPDATING
         status = P.build_status(self.serial, code, self.snapshot, job,
                                 time.time())
         if not self.cadence.due(status, now):
@@ -558,6 +584,11 @@ class CloudConnection:
         if self._emit("status", status):
             self.cadence.sent(status, now)
             self.jobs.status_sent()
+            if code == P.COMPLETE and job and job.get("cloud") \
+                    and not job.get("next_asked") \
+                    and self.settings.get("send_next_print"):
+                job["next_asked"] = True   # continuous printing (§6.14)
+                self._emit("sendNextPrint", {"serialNumber": self.serial})
             self.last_status = status
             self.host.status_sent(status)
             self._publish()
@@ -571,6 +602,155 @@ class CloudConnection:
             log.info("polar_cloud: job %s %s", event["jobId"], event["state"])
             self.jobs.changed = True
             self.cadence.force()
+
+    # --- after hello -----------------------------------------------------
+
+    def _send_online_extras(self):
+        extras = self.online_extras
+        if not self.authenticated or not extras:
+            return
+        self._emit("customCommandList", {"serialNumber": self.serial,
+                                         "commandList": extras["commandList"]})
+        self._emit("setVersion", {"serialNumber": self.serial,
+                                  "runningVersion": VERSION,
+                                  "latestVersion": VERSION,
+                                  "klipperVersion": extras["klipper_version"]})
+        self._emit("capabilities", {"serialNumber": self.serial})
+
+    def _on_capabilitiesResponse(self, data):
+        caps = data.get("capabilities") if isinstance(data, dict) else None
+        if isinstance(caps, list):
+            self.capabilities = [c for c in caps if isinstance(c, str)][:50]
+            log.debug("polar_cloud: cloud capabilities %s", self.capabilities)
+
+    def _on_sendNextPrintResponse(self, data):
+        log.info("polar_cloud: no next print from the cloud (%s)",
+                 str(data)[:120])
+
+    # --- cloud jobs -----------------------------------------------------
+
+    def _on_cancel(self, data):
+        if self.download is not None:
+            self.download.cancel()
+            return
+        self.jobs.cancel_requested()
+        self.host.cloud_command("cancel", data)
+        self.cadence.force()
+
+    def _on_print(self, data):
+        if not isinstance(data, dict):
+            return
+        if not self.settings.get("gcode_dir"):
+            self._refuse_print(str(data.get("jobId") or P.LOCAL_JOB_ID),
+                               "[virtual_sdcard] is not configured")
+            return
+        job_id = data.get("jobId", data.get("job_id"))
+        job_id = str(job_id)[:64] if isinstance(job_id, (str, int)) \
+            and str(job_id).strip() else P.LOCAL_JOB_ID
+        name = data.get("jobName", data.get("job_name"))
+        name = name if isinstance(name, str) else ""
+        current = self.jobs.job
+        if current and current.get("id") == job_id:
+            log.info("polar_cloud: print %s already in progress", job_id)
+            return
+        state = (self.snapshot or {}).get("state")
+        if current or state in ("printing", "paused") \
+                or (self.snapshot or {}).get("klippy") != "ready":
+            self._refuse_print(job_id, "the printer is busy or not ready")
+            return
+        try:
+            _key, url = download.pick_print_url(data)
+        except ValueError as e:
+            self._refuse_print(job_id, str(e))
+            return
+        filename = download.job_filename(name, job_id)
+        self.jobs.begin_download(job_id, name or filename, time.monotonic(),
+                                 time.time())
+        self.cadence.force()
+        self.host.console("Polar Cloud: downloading job %s (%s)"
+                          % (job_id, filename))
+        self.download = download.Download(
+            url, self.settings["gcode_dir"], filename,
+            self.settings["max_download_bytes"],
+            min_free_bytes=self.settings["min_free_bytes"],
+            on_progress=self._download_progress_cb())
+        threading.Thread(target=self._run_download, args=(self.download,),
+                         name="polar_cloud_download", daemon=True).start()
+
+    def _refuse_print(self, job_id, why):
+        log.info("polar_cloud: print job %s refused: %s", job_id, why)
+        self.host.console("Polar Cloud: print job %s refused: %s"
+                          % (job_id, why))
+        if job_id != P.LOCAL_JOB_ID:
+            # tell the cloud, so its queue never waits on this job (§6.1)
+            self._emit("job", {"serialNumber": self.serial, "jobId": job_id,
+                               "state": "canceled", "printSeconds": 0,
+                               "filamentUsed": 0, "bytesRead": 0,
+                               "fileSize": 0})
+
+    def _download_progress_cb(self):
+        shown = [-PROGRESS_CONSOLE_STEP]
+
+        def progress(done, total):
+            # runs on the download thread: hand over to the connector thread
+            percent = 100. * done / total if total else None
+
+            def apply():
+                self.jobs.download_progress(percent)
+                if percent is not None and \
+                        percent >= shown[0] + PROGRESS_CONSOLE_STEP:
+                    shown[0] = percent - percent % PROGRESS_CONSOLE_STEP
+                    self.host.console(
+                        "Polar Cloud: downloading %.0f%% (%s of %s)" % (
+                            percent, download.format_size(done),
+                            download.format_size(total)))
+            self.post("call", apply)
+        return progress
+
+    def _run_download(self, job_download):
+        """Download thread: waits on the worker process, reports back."""
+        try:
+            result = job_download.run()
+            self.post("call", lambda: self._download_done(job_download,
+                                                          result, None))
+        except download.DownloadError as e:
+            error = str(e)
+            self.post("call", lambda: self._download_done(job_download,
+                                                          None, error))
+
+    def _download_done(self, job_download, result, error):
+        if job_download is not self.download:
+            return
+        self.download = None
+        job = self.jobs.job
+        if error is not None or job is None:
+            if job_download.cancelled:
+                log.info("polar_cloud: download cancelled")
+                if job and job.get("downloading"):
+                    self.jobs.cancel_download()
+            else:
+                self._cloud_job_failed("download failed: %s" % (error,))
+            self.cadence.force()
+            return
+        rel = "polar_cloud/" + result["filename"]
+        self.jobs.download_done(rel, time.monotonic())
+        self.cadence.force()
+
+        def started(error):
+            if error is not None:
+                download.remove_quietly(result["path"])
+                self.post("call", lambda: self._cloud_job_failed(
+                    "could not start the print: %s" % (error,)))
+        self.host.start_print(rel, started)
+
+    def _cloud_job_failed(self, why):
+        job = self.jobs.job
+        log.info("polar_cloud: cloud job %s failed: %s",
+                 job and job.get("id"), why)
+        self.host.console("Polar Cloud: job %s failed: %s"
+                          % (job and job.get("id"), why))
+        self.jobs.cloud_job_failed()
+        self.cadence.force()
 
     # --- reporting ------------------------------------------------------
 

@@ -307,6 +307,10 @@ class Download:
         self._cancelled = False
         self._killed_reason = None
 
+    @property
+    def cancelled(self):
+        return self._cancelled
+
     def cancel(self):
         with self._lock:
             self._cancelled = True

@@ -92,6 +92,11 @@ class JobTracker:
         if self.job and self.job.get("cloud"):
             self._end("canceled", FAILED_DOWNLOAD_SEQUENCE)
 
+    def cancel_download(self):
+        """The cloud cancelled the job while its file was downloading."""
+        if self.job and self.job.get("downloading"):
+            self._end("canceled", CANCEL_SEQUENCE)
+
     def cancel_requested(self):
         if self.job:
             self.job["cancelling"] = True

@@ -244,7 +244,8 @@ class StatusCadence:
     cloud command); temperature changes of >= 1 C at most every 5 s; a
     heartbeat every 10 s while printing or hot, every 60 s otherwise."""
 
-    def __init__(self):
+    def __init__(self, active_interval=ACTIVE_INTERVAL):
+        self.active_interval = active_interval
         self.last = None
         self.last_time = None
         self.forced = True
@@ -258,7 +259,7 @@ class StatusCadence:
         since = now - self.last_time
         if any(status.get(k) != self.last.get(k) for k in KEY_FIELDS):
             return True
-        if since >= (ACTIVE_INTERVAL if is_active(status)
+        if since >= (self.active_interval if is_active(status)
                      or is_active(self.last) else IDLE_INTERVAL):
             return True
         if since >= TEMP_CHANGE_INTERVAL and any(
@@ -273,4 +274,4 @@ class StatusCadence:
         self.forced = False
 
     def reset(self):
-        self.__init__()
+        self.__init__(self.active_interval)

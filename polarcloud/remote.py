@@ -1,53 +1,156 @@
 """Cloud commands carried out on Klippy's reactor thread.
 
-RemoteControl is created by the Klippy module and only called on the
+RemoteControl belongs to the Klippy module and is only called on the
 reactor (through register_async_callback).  It runs G-code with
-gcode.run_script and never raises into the reactor: every failure becomes a
-log line and a console message.
+gcode.run_script and never raises into the reactor: every refusal or
+failure becomes one log line and one console message.
 """
 import logging
 
+from . import commands
+from .commands import CommandRefused
+
 log = logging.getLogger("polar_cloud")
+BUSY_STATES = ("printing", "paused")
 
 
 class RemoteControl:
     def __init__(self, module, config):
         self.module = module
         self.printer = module.printer
+        self.allow_gcode = config.getboolean("allow_gcode_commands", True)
+        macros = config.get("custom_commands", None)
+        self.configured_macros = None if macros is None else [
+            m.strip() for m in macros.replace("\n", ",").split(",")
+            if m.strip()]
+        self.heater_ranges = {}
+        self.command_list = []
+
+    # --- lifecycle (reactor) -------------------------------------------
 
     def handle_ready(self):
-        pass
+        pheaters = self.printer.lookup_object("heaters", None)
+        self.heater_ranges = {}
+        if pheaters is not None:
+            for full in pheaters.get_status(0.)["available_heaters"]:
+                heater = pheaters.lookup_heater(full.split()[-1])
+                self.heater_ranges[full.split()[-1]] = (heater.min_temp,
+                                                        heater.max_temp)
+        macros = {}
+        for name, obj in self.printer.lookup_objects("gcode_macro"):
+            macros[name.split()[-1].upper()] = getattr(obj, "cmd_desc", "")
+        self.command_list = commands.macro_list(macros,
+                                                self.configured_macros)
+        if self.configured_macros:
+            missing = set(m.upper() for m in self.configured_macros) - set(
+                macros)
+            if missing:
+                log.warning("polar_cloud: custom_commands names unknown"
+                            " macros: %s", ", ".join(sorted(missing)))
 
     def handle_online(self):
-        pass
+        self.module.conn.post("online_extras", {
+            "commandList": self.command_list,
+            "klipper_version": self.printer.get_start_args().get(
+                "software_version", "?")})
+
+    # --- commands (reactor) ---------------------------------------------
 
     def run(self, event, data):
         handler = getattr(self, "cmd_" + event, None)
-        if handler is None:
-            log.info("polar_cloud: %s from the cloud is not supported", event)
-            return
         try:
-            handler(data)
+            if handler is None:
+                raise CommandRefused("not supported on Klipper")
+            handler(data if isinstance(data, dict) else {})
+        except CommandRefused as e:
+            self._refused(event, e)
         except self.printer.command_error as e:
-            self.module.gcode.respond_info("Polar Cloud: %s refused: %s"
-                                           % (event, e))
-            log.info("polar_cloud: %s refused: %s", event, e)
+            self._refused(event, "Klipper said: %s" % (str(e).split("\n")[0],))
         except Exception:
-            log.exception("polar_cloud: %s failed", event)
+            log.exception("polar_cloud: %s from the cloud failed", event)
         self.module.push_fresh_snapshot()
 
-    def _run_gcode(self, script):
+    def _refused(self, event, why):
+        message = "Polar Cloud: %s refused: %s" % (event, why)
+        log.info("polar_cloud: %s", message)
+        self.module.gcode.respond_info(message, log=False)
+
+    def _print_state(self):
+        ps = self.printer.lookup_object("print_stats", None)
+        if ps is None:
+            return None
+        return ps.get_status(self.printer.get_reactor().monotonic())["state"]
+
+    def _run(self, script):
         self.module.gcode.run_script(script)
 
     def cmd_pause(self, data):
-        self._run_gcode("PAUSE")
+        self._run("PAUSE")
 
     def cmd_resume(self, data):
-        self._run_gcode("RESUME")
+        self._run("RESUME")
 
     def cmd_cancel(self, data):
-        self._run_gcode("CANCEL_PRINT")
+        self._run("CANCEL_PRINT")
 
-    def cloud_print(self, data):
-        """Called on the connector thread (downloads run there)."""
-        log.info("polar_cloud: cloud print not supported yet")
+    def cmd_command(self, data):
+        if not self.allow_gcode:
+            raise CommandRefused("G-code from the cloud is switched off"
+                                 " (allow_gcode_commands: False)")
+        lines = commands.gcode_lines(data.get("command"))
+        for line in lines:
+            log.info("polar_cloud: cloud G-code: %s", line)
+            self._run(line)
+
+    def cmd_temperature(self, data):
+        for heater, target in commands.temperature_targets(
+                data, self.heater_ranges):
+            self._run("SET_HEATER_TEMPERATURE HEATER=%s TARGET=%.1f"
+                      % (heater, target))
+
+    def cmd_jogPrinter(self, data):
+        if self._print_state() in BUSY_STATES:
+            raise CommandRefused("the printer is printing")
+        body = data.get("jogPrinter", data)
+        self._run(commands.jog_script(body))
+
+    def cmd_customCommand(self, data):
+        name = data.get("command")
+        offered = [c["command"] for c in self.command_list]
+        if not isinstance(name, str) or name not in offered:
+            raise CommandRefused("%.40r is not one of the offered macros"
+                                 % (name,))
+        self._run(name)
+
+    def cmd_connectPrinter(self, data):
+        _msg, state = self.printer.get_state_message()
+        if state in ("shutdown", "error"):
+            self._run("FIRMWARE_RESTART")
+
+    def cmd_update(self, data):
+        webhooks = self.printer.lookup_object("webhooks")
+        try:
+            webhooks.call_remote_method("polar_cloud_update")
+        except self.printer.command_error:
+            raise CommandRefused("Moonraker's polar_cloud component is not"
+                                 " connected, so the update cannot run")
+        self.module.conn.post("updating")
+
+    # --- cloud print start (reactor) --------------------------------------
+
+    def start_print(self, filename, reply):
+        """Start a downloaded cloud file; reply(error or None)."""
+        try:
+            if self._print_state() in BUSY_STATES:
+                raise CommandRefused("the printer is busy")
+            self._run('SDCARD_PRINT_FILE FILENAME="%s"' % (filename,))
+        except CommandRefused as e:
+            reply(str(e))
+        except self.printer.command_error as e:
+            reply("Klipper said: %s" % (str(e).split("\n")[0],))
+        except Exception as e:
+            log.exception("polar_cloud: starting %s failed", filename)
+            reply("internal error: %s" % (e,))
+        else:
+            reply(None)
+        self.module.push_fresh_snapshot()

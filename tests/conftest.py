@@ -9,6 +9,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from harness import PrinterHarness, install_into_venv  # noqa: E402
 from polar_emulator import PolarEmulator  # noqa: E402
 
+# fast status heartbeat so end sequences take seconds, a small download cap
+SESSION_POLAR_OPTIONS = "status_interval: 1\nmax_download_size: 1"
 EMAIL = "owner@example.com"
 PIN = "1234"
 
@@ -32,7 +34,7 @@ def installed(tmp_path_factory):
 def printer(cloud, installed):
     """One real Klippy + Moonraker for the session (restarted by tests that
     need it); each test starts from 'unregistered'."""
-    with PrinterHarness(cloud.url) as h:
+    with PrinterHarness(cloud.url, polar_extra=SESSION_POLAR_OPTIONS) as h:
         yield h
 
 
@@ -55,3 +57,28 @@ def register(printer, cloud, email=EMAIL, pin=PIN):
                                 {"email": email, "pin": pin}, timeout=120)
     assert status == 200, body
     return body["result"]
+
+
+@pytest.fixture
+def online(fresh_printer, cloud):
+    """The session printer registered and online; returns its serial."""
+    serial = register(fresh_printer, cloud)["serial"]
+    fresh_printer.wait_polar(lambda s: s["connected"], what="online")
+    cloud.wait_for("customCommandList", timeout=10,
+                   pred=lambda d: d.get("serialNumber") == serial,
+                   start=cloud.mark() - 20 if cloud.mark() > 20 else 0)
+    return serial
+
+
+def gcode_file(moves=60, feed=6000, pause_line=False):
+    """A small print: circle moves with extrusion (print_duration > 0)."""
+    import math
+    lines = ["G28", "G90", "M83"]
+    for i in range(moves):
+        a = i / 8.
+        lines.append("G1 X%.2f Y%.2f E0.05 F%d" % (
+            100 + 40 * math.cos(a), 100 + 40 * math.sin(a), feed))
+        if pause_line and i == moves // 2:
+            lines.append("PAUSE")
+    lines.append("M400")
+    return ("\n".join(lines) + "\n").encode()

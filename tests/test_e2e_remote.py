@@ -1,0 +1,221 @@
+"""Remote control end to end: cloud prints and commands on a real Klippy."""
+import os
+import time
+
+import pytest
+
+from conftest import gcode_file
+
+
+def cloud_files(printer, hidden=False):
+    """Files in gcodes/polar_cloud (Moonraker keeps .thumbs there too)."""
+    folder = os.path.join(printer.gcodes, "polar_cloud")
+    names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    return [n for n in names if hidden == n.startswith(".")
+            and n != ".thumbs"]
+
+
+def statuses(cloud, serial, start):
+    return [r.data for r in cloud.events[start:]
+            if r.event == "status" and r.data.get("serialNumber") == serial]
+
+
+def job_events(cloud, start, job_id=None):
+    return [r.data for r in cloud.events[start:] if r.event == "job"
+            and (job_id is None or r.data.get("jobId") == job_id)]
+
+
+def wait_idle(printer, cloud, serial, timeout=30):
+    """Back to standby and status 0 after a job (tests run back to back)."""
+    mark = cloud.mark()
+    cloud.wait_for("status", lambda d: d["status"] == 0, start=mark,
+                   timeout=timeout)
+
+
+def test_cloud_print_completes(online, printer, cloud):
+    serial = online
+    url = cloud.serve_file("cube.gcode", gcode_file(moves=40))
+    mark = cloud.mark()
+    cloud.emit("print", {"serialNumber": serial, "jobId": "KL1-1001",
+                         "jobName": "Cube v2", "gcodeFile": url,
+                         "fileToPrint": "gcodeFile"}, serial=serial)
+    cloud.wait_for("job", lambda d: d["jobId"] == "KL1-1001", start=mark,
+                   timeout=60)
+    cloud.wait_for("status", lambda d: d["status"] == 0, start=cloud.mark(),
+                   timeout=30)
+    time.sleep(1.5)
+    jobs = job_events(cloud, mark, "KL1-1001")
+    assert len(jobs) == 1 and jobs[0]["state"] == "completed"
+    assert jobs[0]["printSeconds"] > 0 and jobs[0]["fileSize"] > 0
+    assert jobs[0]["filamentUsed"] >= 1
+    assert cloud_files(printer) == ["Cube_v2_cloud_KL1-1001.gcode"]
+    codes = [s["status"] for s in statuses(cloud, serial, mark)]
+    # 2 (download/heating) -> 3 (printing) -> 5,5,5,7,7,7 -> 0
+    assert 2 in codes and 3 in codes
+    first3 = codes.index(3)
+    assert codes.index(2) < first3
+    tail = [c for c in codes[first3:] if c != 3]
+    assert tail[:7] == [5, 5, 5, 7, 7, 7, 0], codes
+    ids = [s["jobId"] for s in statuses(cloud, serial, mark)
+           if s["status"] in (2, 3, 5, 7)]
+    assert set(ids) == {"KL1-1001"}
+
+
+def test_cloud_pause_resume_cancel(online, printer, cloud):
+    serial = online
+    url = cloud.serve_file("long.gcode", gcode_file(moves=600, feed=3000))
+    mark = cloud.mark()
+    cloud.emit("print", {"serialNumber": serial, "jobId": "KL1-1002",
+                         "jobName": "long", "gcodeFile": url}, serial=serial)
+    printer.wait_print_state(["printing"], timeout=30)
+    cloud.emit("pause", {"serialNumber": serial}, serial=serial)
+    printer.wait_print_state(["paused"])
+    cloud.wait_for("status", lambda d: d["status"] == 4, start=mark)
+    cloud.emit("resume", {"serialNumber": serial}, serial=serial)
+    printer.wait_print_state(["printing"])
+    cloud.emit("cancel", {"serialNumber": serial}, serial=serial)
+    printer.wait_print_state(["cancelled", "standby"])
+    cloud.wait_for("job", lambda d: d["jobId"] == "KL1-1002", start=mark)
+    wait_idle(printer, cloud, serial)
+    jobs = job_events(cloud, mark, "KL1-1002")
+    assert [j["state"] for j in jobs] == ["canceled"]
+    codes = [s["status"] for s in statuses(cloud, serial, mark)]
+    assert 6 in codes
+
+
+def test_commands_from_wrong_serial_are_ignored(online, printer, cloud):
+    serial = online
+    cloud.emit("temperature", {"serialNumber": "KL999999", "bed": 50},
+               serial=serial)
+    cloud.emit("temperature", {"bed": 50}, serial=serial)
+    time.sleep(1.5)
+    assert printer.klippy.query(heater_bed=["target"])[
+        "heater_bed"]["target"] == 0.
+
+
+@pytest.mark.parametrize("payload,why", [
+    ({"bed": 500}, "outside"),
+    ({"tool7": 200}, "unknown heater"),
+    ({"bed": "hot"}, "must be a number"),
+])
+def test_temperature_refusals(online, printer, cloud, payload, why):
+    serial = online
+    start = len(printer.klippy.output)
+    cloud.emit("temperature", dict(payload, serialNumber=serial),
+               serial=serial)
+    line = printer.klippy.wait_output(lambda l: "temperature refused" in l,
+                                      start=start)
+    assert why in line
+    assert printer.klippy.query(heater_bed=["target"])[
+        "heater_bed"]["target"] == 0.
+
+
+def test_temperature_and_gcode_and_macros(online, printer, cloud):
+    serial = online
+    lists = [r.data for r in cloud.events if r.event == "customCommandList"
+             and r.data.get("serialNumber") == serial]
+    offered = [c["command"] for c in lists[-1]["commandList"]]
+    assert "PARK_AND_BEEP" in offered and "_HIDDEN_HELPER" not in offered
+    mark = cloud.mark()
+    cloud.emit("temperature", {"serialNumber": serial, "tool0": "180",
+                               "bed": 55}, serial=serial)
+    cloud.wait_for("status", lambda d: d.get("targetBed") == 55.0
+                   and d.get("targetTool0") == 180.0, start=mark, timeout=5)
+    start = len(printer.klippy.output)
+    cloud.emit("customCommand", {"serialNumber": serial,
+                                 "command": "_HIDDEN_HELPER"}, serial=serial)
+    line = printer.klippy.wait_output(lambda l: "customCommand refused" in l,
+                                      start=start)
+    cloud.emit("command", {"serialNumber": serial,
+                           "command": "M140 S0\nM104 S0"}, serial=serial)
+    cloud.wait_for("status", lambda d: d.get("targetBed") == 0.0
+                   and d.get("targetTool0") == 0.0, start=mark, timeout=5)
+
+
+def test_jog_refused_while_printing(online, printer, cloud):
+    serial = online
+    url = cloud.serve_file("jogtest.gcode", gcode_file(moves=400, feed=3000))
+    mark = cloud.mark()
+    cloud.emit("print", {"serialNumber": serial, "jobId": "KL1-1003",
+                         "jobName": "jog", "gcodeFile": url}, serial=serial)
+    printer.wait_print_state(["printing"], timeout=30)
+    start = len(printer.klippy.output)
+    cloud.emit("jogPrinter", {"serialNumber": serial, "jogPrinter": {
+        "command": "jog", "x": 10}}, serial=serial)
+    printer.klippy.wait_output(lambda l: "jogPrinter refused" in l,
+                               start=start)
+    # a second print while printing is refused and reported cancelled
+    cloud.emit("print", {"serialNumber": serial, "jobId": "KL1-1004",
+                         "jobName": "other", "gcodeFile": url},
+               serial=serial)
+    cloud.wait_for("job", lambda d: d["jobId"] == "KL1-1004", start=mark)
+    cloud.emit("cancel", {"serialNumber": serial}, serial=serial)
+    cloud.wait_for("job", lambda d: d["jobId"] == "KL1-1003", start=mark)
+    wait_idle(printer, cloud, serial)
+    assert [j["state"] for j in job_events(cloud, mark)] == [
+        "canceled", "canceled"]
+    assert "other_cloud_KL1-1004.gcode" not in cloud_files(printer)
+
+
+BIG = 1024 * 1024 + 10
+
+
+@pytest.mark.parametrize("name,serve,payload_extra,why", [
+    ("trunc", dict(truncate_at=3000), {}, "download"),
+    ("missing", dict(status=404), {}, "HTTP 404"),
+    ("huge", dict(size=BIG), {}, "limit"),
+    ("mismatch", dict(content_length=999999), {}, "download"),
+    ("stl", None, {"stlFile": "http://127.0.0.1:9/x.stl",
+                   "fileToPrint": "stlFile"}, "no G-code"),
+])
+def test_bad_cloud_prints_leave_nothing(online, printer, cloud, name, serve,
+                                        payload_extra, why):
+    serial = online
+    with open(printer.printer_cfg, "rb") as f:
+        cfg_before = f.read()
+    payload = {"serialNumber": serial, "jobId": "KL1-2%s" % (name,),
+               "jobName": "../../printer.cfg"}
+    if serve is not None:
+        size = serve.pop("size", 20000)
+        content = (gcode_file(moves=10) * (size // 300 + 1))[:size]
+        payload["gcodeFile"] = cloud.serve_file(name + ".gcode", content,
+                                                **serve)
+    payload.update(payload_extra)
+    mark = cloud.mark()
+    start = len(printer.klippy.output)
+    cloud.emit("print", payload, serial=serial)
+    job = cloud.wait_for("job", lambda d: d["jobId"] == payload["jobId"],
+                         start=mark, timeout=30)
+    assert job.data["state"] == "canceled"
+    line = printer.klippy.wait_output(
+        lambda l: payload["jobId"] in l and ("failed" in l or "refused" in l),
+        start=start)
+    assert why in line, line
+    time.sleep(1.)
+    assert printer.print_state() in ("standby", "complete", "cancelled")
+    assert not [f for f in cloud_files(printer) if "KL1-2" in f]
+    assert cloud_files(printer, hidden=True) == []   # no .part left
+    with open(printer.printer_cfg, "rb") as f:
+        assert f.read() == cfg_before
+    if serve is not None:
+        codes = [s["status"] for s in statuses(cloud, serial, mark)]
+        assert 12 in codes
+
+
+def test_restart_during_cloud_print(online, printer, cloud):
+    serial = online
+    url = cloud.serve_file("restart.gcode", gcode_file(moves=400, feed=3000))
+    mark = cloud.mark()
+    cloud.emit("print", {"serialNumber": serial, "jobId": "KL1-1005",
+                         "jobName": "restart", "gcodeFile": url},
+               serial=serial)
+    printer.wait_print_state(["printing"], timeout=30)
+    printer.restart()
+    cloud.wait_for("job", lambda d: d["jobId"] == "KL1-1005", start=mark,
+                   timeout=30)
+    hello = cloud.wait_for("hello", start=mark, timeout=20)
+    assert hello.verified
+    time.sleep(3.)
+    assert [j["state"] for j in job_events(cloud, mark, "KL1-1005")] == [
+        "canceled"]
+    assert len(cloud.connected_sids()) == 1
