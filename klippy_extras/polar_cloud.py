@@ -92,6 +92,8 @@ class PolarCloud:
                                    self._handle_register_request)
         webhooks.register_endpoint("polar_cloud/unregister",
                                    self._handle_unregister_request)
+        webhooks.register_endpoint("polar_cloud/update_state",
+                                   self._handle_update_state)
 
     def _state_dir(self, config):
         config_file = os.path.abspath(
@@ -314,6 +316,11 @@ class PolarCloud:
             lambda reply: self.conn.request_unregister(reply, force=force),
             WEBHOOK_UNREGISTER_TIMEOUT)
         self._send_result(web_request, result)
+
+    def _handle_update_state(self, web_request):
+        """From the Moonraker shim: an update it started runs or ended."""
+        running = web_request.get("running", False) is True
+        self.conn.post("updating", running)
 
     def _send_result(self, web_request, result):
         if result is None:

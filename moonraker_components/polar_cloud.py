@@ -142,6 +142,7 @@ class PolarCloud:
         itransport: InternalTransport
         itransport = self.server.lookup_component("internal_transport")
         logging.info("Polar Cloud: starting update via update_manager")
+        await self._report_update(True)
         try:
             await itransport.call_method(
                 "machine.update.upgrade", name=UPDATER_NAME
@@ -150,6 +151,17 @@ class PolarCloud:
             logging.info(f"Polar Cloud: update failed: {err}")
         else:
             logging.info("Polar Cloud: update complete")
+        # Usually Klipper restarts after the update; if not, end status 8.
+        await self._report_update(False)
+
+    async def _report_update(self, running: bool) -> None:
+        try:
+            await self._klippy_request(
+                "polar_cloud/update_state", {"running": running},
+                STATUS_TIMEOUT
+            )
+        except Exception as err:
+            logging.info(f"Polar Cloud: update state not sent: {err}")
 
     # Webcam discovery
     def _select_webcam(self) -> Optional[Dict[str, Any]]:

@@ -202,7 +202,9 @@ class CloudConnection:
             self.online_extras = item[1]
             self._send_online_extras()
         elif kind == "updating":
-            self.updating_until = time.monotonic() + UPDATE_STATUS_TIME
+            running = item[1]
+            self.updating_until = time.monotonic() + (
+                UPDATE_STATUS_TIME if running else 0.)
             self.cadence.force()
 
     def _tick(self, now):

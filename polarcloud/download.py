@@ -63,9 +63,9 @@ def pick_print_url(payload):
     key = payload.get("fileToPrint") or "gcodeFile"
     if key not in PRINT_FILE_KEYS:
         raise ValueError("Polar Cloud job names an unknown file to print: %.40r" % (key,))
+    if not any(payload.get(k) for k in PRINT_FILE_KEYS):
+        raise ValueError("Polar Cloud job has no file to print")
     if key != "gcodeFile" or not payload.get("gcodeFile"):
-        if key == "gcodeFile" and not any(payload.get(k) for k in PRINT_FILE_KEYS):
-            raise ValueError("Polar Cloud job has no file to print")
         raise ValueError(NO_GCODE)
     url = payload["gcodeFile"]
     if not is_http_url(url):
@@ -145,6 +145,10 @@ def _content_length(response):
     return n if n >= 0 else None
 
 
+def _too_large(max_bytes):
+    return DownloadError("file is larger than the %s limit" % (format_size(max_bytes),))
+
+
 def _check_free_space(dest_dir, needed_bytes, min_free_bytes):
     free = shutil.disk_usage(dest_dir).free
     if free < needed_bytes + min_free_bytes:
@@ -183,12 +187,14 @@ class _Progress:
     """Rate-limited progress lines: at most one every PROGRESS_INTERVAL."""
 
     def __init__(self, emit, total):
-        self.emit, self.total, self.last = emit, total, None
+        self.emit, self.total = emit, total
+        self.last_time, self.last_done = None, None
 
     def report(self, done, force=False):
         now = time.monotonic()
-        if force or self.last is None or now - self.last >= PROGRESS_INTERVAL:
-            self.last = now
+        due = self.last_time is None or now - self.last_time >= PROGRESS_INTERVAL
+        if (force or due) and done != self.last_done:
+            self.last_time, self.last_done = now, done
             self.emit({"progress": done, "total": self.total})
 
 
@@ -208,7 +214,7 @@ def _stream_body(response, out, req, total, progress):
         for chunk in response.iter_content(CHUNK_BYTES):
             done += len(chunk)
             if done > max_bytes:
-                raise DownloadError("file is larger than the %s limit" % (format_size(max_bytes),))
+                raise _too_large(max_bytes)
             out.write(chunk)
             if done >= next_space_check:
                 next_space_check += SPACE_CHECK_BYTES
@@ -245,7 +251,7 @@ def _download_to_part(req, tmp_path, emit):
     with response:
         total = _content_length(response)
         if total is not None and total > req["max_bytes"]:
-            raise DownloadError("file is larger than the %s limit" % (format_size(req["max_bytes"]),))
+            raise _too_large(req["max_bytes"])
         _check_free_space(req["dest_dir"], total or 0, req["min_free_bytes"])
         progress = _Progress(emit, total)
         with _open_part_file(tmp_path) as out:
@@ -258,7 +264,7 @@ def _download_to_part(req, tmp_path, emit):
 
 
 def download(req, emit):
-    """Worker handler: request dict (see module doc of `Download`) -> result dict."""
+    """Worker handler: Download.request -> {"path", "filename", "bytes"}."""
     check_filename(req.get("filename"))
     if not is_http_url(req.get("url")):
         raise DownloadError("invalid print file URL")
@@ -306,10 +312,12 @@ class Download:
         self._proc = None
         self._cancelled = False
         self._killed_reason = None
+        self._stderr_tail = ""
 
     @property
     def cancelled(self):
-        return self._cancelled
+        with self._lock:
+            return self._cancelled
 
     def cancel(self):
         with self._lock:
@@ -335,23 +343,26 @@ class Download:
         # First line may wait for connect + first byte; later ones only for a read.
         stall = self.request["connect_timeout"] + self.request["read_timeout"] + WATCHDOG_SLACK
         last_line, result = time.monotonic(), None
-        for line in self._lines(proc):
-            if line is None:  # no output this second: watchdog
-                now = time.monotonic()
-                if now - last_line > stall:
-                    self._kill(proc, "download stalled: no data for %d s" % (stall,))
-                elif deadline is not None and now > deadline:
-                    self._kill(proc, "download timed out after %d s" % (timeout,))
-                continue
-            last_line = time.monotonic()
-            stall = self.request["read_timeout"] + WATCHDOG_SLACK
-            msg = _parse_line(line)
-            if "progress" in msg:
-                if self.on_progress:
-                    self.on_progress(msg["progress"], msg.get("total"))
-            elif msg:
-                result = msg
+        for line in self._lines(proc):  # None: a second without output
+            now = time.monotonic()
+            if line is not None:
+                last_line = now
+                stall = self.request["read_timeout"] + WATCHDOG_SLACK
+                result = self._handle_line(line) or result
+            if now - last_line > stall:
+                self._kill(proc, "download stalled: no data for %g s" % (stall,))
+            elif deadline is not None and now > deadline:
+                self._kill(proc, "download timed out after %g s" % (timeout,))
         return result
+
+    def _handle_line(self, line):
+        """Progress goes to on_progress; any other JSON object is returned."""
+        msg = _parse_line(line)
+        if "progress" in msg:
+            if self.on_progress:
+                self.on_progress(msg["progress"], msg.get("total"))
+            return None
+        return msg or None
 
     @staticmethod
     def _lines(proc):

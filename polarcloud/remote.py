@@ -134,7 +134,7 @@ class RemoteControl:
         except self.printer.command_error:
             raise CommandRefused("Moonraker's polar_cloud component is not"
                                  " connected, so the update cannot run")
-        self.module.conn.post("updating")
+        # the shim reports progress through polar_cloud/update_state
 
     # --- cloud print start (reactor) --------------------------------------
 

@@ -184,10 +184,22 @@ class PolarEmulator:
         if self._loop.is_closed():
             return
         self.stop()
+        try:
+            self._call(self._cancel_tasks())
+        except Exception:
+            log.exception("cancelling emulator tasks")
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         if not self._thread.is_alive():
             self._loop.close()
+
+    async def _cancel_tasks(self):
+        # engine.io leaves ping tasks sleeping; end them so close() is clean.
+        me = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not me]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def __enter__(self):
         return self.start()
@@ -218,7 +230,8 @@ class PolarEmulator:
         sio.attach(app)
         app.router.add_get("/files/{name}", self._http_file)
         app.router.add_post("/upload/{n}", self._http_upload)
-        runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
+        # Short: long-poll handlers otherwise hold stop() for the full timeout.
+        runner = web.AppRunner(app, shutdown_timeout=0.25, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
         deadline = time.monotonic() + 5.0
@@ -450,8 +463,7 @@ class PolarEmulator:
         with self._lock:
             if sid not in self._connected:
                 return
-            rec = self._record(sid, "disconnect", {})
-            rec.authed = sid in self._auth
+            self._record(sid, "disconnect", {})
             self._connected.discard(sid)
             self._challenges.pop(sid, None)
             self._auth.pop(sid, None)

@@ -85,6 +85,7 @@ def test_cloud_pause_resume_cancel(online, printer, cloud):
 
 def test_commands_from_wrong_serial_are_ignored(online, printer, cloud):
     serial = online
+    printer.klippy.gcode("M140 S0")
     cloud.emit("temperature", {"serialNumber": "KL999999", "bed": 50},
                serial=serial)
     cloud.emit("temperature", {"bed": 50}, serial=serial)

@@ -1,0 +1,217 @@
+"""CloudConnection against the emulator, without Klippy.
+
+The host here is a small recorder of the callbacks the Klippy module would
+route to the reactor; the connection, the child processes and the Socket.IO
+server are all real.
+"""
+import os
+import threading
+import time
+
+import pytest
+
+from polarcloud import connection as C
+
+EMAIL, PIN = "conn@example.com", "4321"
+
+
+class RecordingHost:
+    def __init__(self):
+        self.info = {}
+        self.console_lines = []
+        self.commands = []
+        self.statuses = []
+        self.lock = threading.Lock()
+
+    def publish(self, info):
+        self.info = info
+
+    def status_sent(self, status):
+        self.statuses.append(status)
+
+    def console(self, message):
+        self.console_lines.append(message)
+
+    def online(self):
+        pass
+
+    def cloud_command(self, event, data):
+        self.commands.append((event, data))
+
+    def start_print(self, filename, reply):
+        reply("not in this test")
+
+
+def wait(pred, timeout=10., what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(what + " not reached")
+
+
+SNAP = {"klippy": "ready", "state": "standby", "file_loads": 0,
+        "temps": {"tool0": (25., 0.), "bed": (25., 0.)}}
+
+
+@pytest.fixture
+def conn(tmp_path, cloud, monkeypatch):
+    monkeypatch.setattr(C, "HANDSHAKE_TIMEOUT", 2.)
+    monkeypatch.setattr(C, "REGISTER_TIMEOUT", 2.)
+    monkeypatch.setattr(C, "HELLO_FAILED_RETRY", 3.)
+    cloud.start()
+    cloud.add_account(EMAIL, PIN)
+    cloud.hello_response = "SUCCESS"
+    cloud.answer_register = True
+    cloud.register_reason = None
+    host = RecordingHost()
+    c = C.CloudConnection(host, {
+        "url": cloud.url, "state_dir": str(tmp_path / "state"),
+        "printer_type": "delta", "printer_make": "Kossel",
+        "gcode_dir": str(tmp_path / "gcodes"), "max_download_bytes": 10**6,
+        "min_free_bytes": 0, "status_interval": 1.})
+    c.host_ = host
+    c.start()
+    c.push_snapshot(SNAP)
+    yield c
+    c.stop()
+    cloud.hello_response = "SUCCESS"
+
+
+def register(c, email=EMAIL, pin=PIN):
+    replies = []
+    c.request_register(email, pin, replies.append)
+    wait(lambda: replies, 30, "register reply")
+    return replies[0]
+
+
+def online(c, cloud):
+    result = register(c)
+    assert result["status"] == "registered"
+    wait(lambda: c.host_.info.get("connected"), 15, "online")
+    return result["serial"]
+
+
+def test_register_then_hello_and_status(conn, cloud):
+    mark = cloud.mark()
+    serial = online(conn, cloud)
+    reg = cloud.wait_for("register", start=mark)
+    assert reg.data["mfg"] == "kl" and reg.data["pin"] == "***"
+    assert reg.data["myInfo"]["machineType"] == "Delta"
+    assert reg.data["publicKey"].startswith("-----BEGIN PUBLIC KEY-----")
+    hello = cloud.wait_for("hello", start=mark)
+    assert hello.verified and hello.data["printerMake"] == "Kossel"
+    assert hello.data["printerType"] == "Kossel"
+    st = cloud.wait_for("status", start=mark).data
+    assert st["serialNumber"] == serial and st["jobId"] == "0"
+    # nothing but register/hello from an unauthenticated connection
+    early = [r.event for r in cloud.events[mark:]
+             if not r.authed and r.event not in ("connect", "disconnect")]
+    assert set(early) <= {"register", "hello"}, early
+
+
+@pytest.mark.parametrize("reason,text", [
+    ("FORBIDDEN", "another Polar Cloud account"),
+    ("SERVER_ERROR", "try again later"),
+    ("MFG_UNKNOWN", "bug"),
+    ("SOMETHING_NEW", "SOMETHING_NEW"),
+])
+def test_register_failures_are_explained(conn, cloud, reason, text):
+    cloud.register_reason = reason
+    result = register(conn)
+    assert text in result["error"]
+    assert not conn.host_.info["registered"]
+    assert not os.path.exists(conn.store.state_path) or \
+        "serial" not in conn.store.load()
+
+
+def test_register_no_answer_and_unreachable(conn, cloud):
+    cloud.answer_register = False
+    assert "no answer" in register(conn)["error"]
+    cloud.answer_register = True
+    cloud.stop()
+    assert "cannot reach Polar Cloud" in register(conn)["error"]
+
+
+def test_watchdog_reconnects_when_hello_is_never_answered(conn, cloud):
+    online(conn, cloud)
+    cloud.hello_response = None
+    mark = cloud.mark()
+    cloud.disconnect_all()
+    cloud.wait_for("hello", start=mark, timeout=10)
+    second = cloud.wait_for("hello", start=cloud.mark(), timeout=15)
+    assert second.verified
+    cloud.hello_response = "SUCCESS"
+    wait(lambda: conn.host_.info.get("connected"), 20, "online again")
+
+
+def test_hello_failed_backs_off(conn, cloud):
+    online(conn, cloud)
+    cloud.hello_response = "FAILED"
+    mark = cloud.mark()
+    cloud.disconnect_all()
+    cloud.wait_for("hello", start=mark, timeout=10)
+    time.sleep(1.5)
+    assert len(cloud.records("hello")[0:]) and len(
+        [r for r in cloud.events[mark:] if r.event == "hello"]) == 1
+    assert "refused" in conn.host_.info["last_error"]
+
+
+@pytest.mark.parametrize("how", ["delete", "DELETED"])
+def test_deleted_printer_forgets_serial(conn, cloud, how):
+    serial = online(conn, cloud)
+    if how == "delete":
+        cloud.emit("delete", {}, serial=serial)
+    else:
+        cloud.hello_response = "DELETED"
+        cloud.disconnect_all()
+    wait(lambda: not conn.host_.info.get("registered"), 15, "forgotten")
+    assert any("POLAR_REGISTER" in l for l in conn.host_.console_lines)
+    mark = cloud.mark()
+    time.sleep(2.)
+    assert not [r for r in cloud.events[mark:] if r.event in (
+        "register", "hello")]
+    assert os.path.exists(conn.store.key_path)   # key kept
+
+
+def test_wrong_serial_and_unknown_events_ignored(conn, cloud):
+    serial = online(conn, cloud)
+    cloud.emit("pause", {"serialNumber": "KL999999"}, serial=serial)
+    cloud.emit("pause", {}, serial=serial)
+    cloud.emit("delete", {"serialNumber": "KL999999"}, serial=serial)
+    for event in ("getQueueResponse", "keyPair", "sendNextPrintResponse",
+                  "someFutureEvent"):
+        cloud.emit(event, {"serialNumber": serial, "x": 1}, serial=serial)
+    cloud.emit("pause", "not an object", serial=serial)
+    cloud.emit("pause", {"serialNumber": serial}, serial=serial)
+    wait(lambda: conn.host_.commands, 5, "pause forwarded")
+    time.sleep(0.5)
+    assert [e for e, _ in conn.host_.commands] == ["pause"]
+    assert conn.host_.info["registered"] and conn.host_.info["connected"]
+
+
+def test_outage_reconnects_by_itself(conn, cloud):
+    serial = online(conn, cloud)
+    cloud.stop()
+    wait(lambda: not conn.host_.info.get("connected"), 10, "offline")
+    time.sleep(1.)
+    mark = cloud.mark()
+    cloud.start()
+    cloud.wait_for("hello", lambda d: d["serialNumber"] == serial,
+                   start=mark, timeout=40)
+    wait(lambda: conn.host_.info.get("connected"), 10, "online again")
+
+
+def test_unregister(conn, cloud):
+    serial = online(conn, cloud)
+    replies = []
+    conn.request_unregister(replies.append)
+    wait(lambda: replies, 10, "unregister reply")
+    assert replies == [{"status": "unregistered"}]
+    assert serial not in cloud.printers
+    assert not conn.host_.info["registered"]
+    replies = []
+    conn.request_unregister(replies.append)
+    wait(lambda: replies, 10, "second reply")
+    assert "not registered" in replies[0]["error"]
