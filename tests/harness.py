@@ -23,6 +23,15 @@ ROOT = os.path.dirname(TESTS)
 VENV_BIN = os.path.dirname(sys.executable)
 SITE = sysconfig.get_paths()["purelib"]
 DICTIONARY = os.path.join(TESTS, "fake_mcu_dict.json")
+PRINTER_SITE = os.path.join(TESTS, "printer_site")
+
+
+def klippy_env():
+    """Klippy's environment: like a printer's venv (see printer_site/)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = PRINTER_SITE + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
 
 MOONRAKER_CONF = """\
 [server]
@@ -111,7 +120,7 @@ class PrinterHarness:
             [sys.executable, "-m", "klippy.klippy", self.printer_cfg,
              "-o", "/dev/null", "-d", DICTIONARY, "-a", self.uds,
              "-l", self.klippy_log],
-            stdout=subprocess.DEVNULL,
+            env=klippy_env(), stdout=subprocess.DEVNULL,
             stderr=open(os.path.join(self.tmp, "klippy.stderr"), "w"))
         if self.use_moonraker:
             conf = os.path.join(self.config_dir, "moonraker.conf")
