@@ -43,6 +43,17 @@ class PolarCloud:
         self.printer_make = config.get("printer_make", "").strip()
         self.camera_url = config.get("camera_url", "").strip() or None
         self.snapshot_url = config.get("snapshot_url", "").strip() or None
+        camera = {"stream_url": self.camera_url,
+                  "snapshot_url": self.snapshot_url,
+                  "flip_horizontal": config.getboolean("flip_horizontal",
+                                                       False),
+                  "flip_vertical": config.getboolean("flip_vertical", False),
+                  "rotation": config.getchoice(
+                      "rotation", {"0": 0, "90": 90, "180": 180, "270": 270},
+                      "0")}
+        snapshot_interval = config.getfloat("idle_snapshot_interval", 300.,
+                                            minval=5.)
+        max_image = config.getint("max_image_size", 150000, minval=10000)
         debug = config.getboolean("enable_debug", False)
         max_mb = config.getint("max_download_size", 1024, minval=1)
         min_free_mb = config.getint("min_free_space", 100, minval=0)
@@ -62,7 +73,11 @@ class PolarCloud:
             "printer_make": self.printer_make, "gcode_dir": gcode_dir,
             "max_download_bytes": max_mb * 1024 * 1024,
             "min_free_bytes": min_free_mb * 1024 * 1024,
-            "send_next_print": send_next, "status_interval": status_interval})
+            "send_next_print": send_next, "status_interval": status_interval,
+            "camera": camera if (self.camera_url or self.snapshot_url)
+            else None,
+            "idle_snapshot_interval": snapshot_interval,
+            "max_image_size": max_image})
         self.info = {"state": "starting", "connected": False,
                      "registered": False, "serial": None,
                      "last_status": None, "last_error": None}
@@ -94,6 +109,9 @@ class PolarCloud:
                                    self._handle_unregister_request)
         webhooks.register_endpoint("polar_cloud/update_state",
                                    self._handle_update_state)
+        webhooks.register_endpoint("polar_cloud/webcam", self._handle_webcam)
+        webhooks.register_endpoint("polar_cloud/timelapse",
+                                   self._handle_timelapse)
 
     def _state_dir(self, config):
         config_file = os.path.abspath(
@@ -214,8 +232,8 @@ class PolarCloud:
 
     def get_status(self, eventtime=None):
         status = dict(self.info)
-        status.update(camera_url=self.camera_url,
-                      printer_type=self.printer_type)
+        status.setdefault("camera_url", self.camera_url)
+        status["printer_type"] = self.printer_type
         return status
 
     cmd_POLAR_STATUS_help = "Report the Polar Cloud connection state"
@@ -321,6 +339,18 @@ class PolarCloud:
         """From the Moonraker shim: an update it started runs or ended."""
         running = web_request.get("running", False) is True
         self.conn.post("updating", running)
+
+    def _handle_webcam(self, web_request):
+        """From the Moonraker shim: the webcam Mainsail/Fluidd configured."""
+        webcam = web_request.get("webcam", None)
+        self.conn.post("webcam", webcam if isinstance(webcam, dict) else None)
+
+    def _handle_timelapse(self, web_request):
+        """From the Moonraker shim: a moonraker-timelapse render event."""
+        status = web_request.get("status", None)
+        path = web_request.get("path", None)
+        self.conn.post("timelapse", status if isinstance(status, str) else "",
+                       path if isinstance(path, str) else None)
 
     def _send_result(self, web_request, result):
         if result is None:

@@ -19,6 +19,7 @@
 from __future__ import annotations
 import asyncio
 import logging
+import os
 from ..common import KlippyState, RequestType, WebRequest
 from typing import TYPE_CHECKING, Any, Dict, Optional, Set
 
@@ -66,6 +67,10 @@ class PolarCloud:
         )
         self.server.register_event_handler(
             "webcam:webcams_changed", self._on_webcams_changed
+        )
+        # moonraker-timelapse, when installed, announces its renders
+        self.server.register_event_handler(
+            "timelapse:timelapse_event", self._on_timelapse_event
         )
 
     # Klippy requests
@@ -204,6 +209,31 @@ class PolarCloud:
 
     async def _on_webcams_changed(self, *args: Any) -> None:
         await self._push_webcam()
+
+    # Timelapse (moonraker-timelapse)
+    async def _on_timelapse_event(self, event: Dict[str, Any]) -> None:
+        if not isinstance(event, dict) or event.get("action") != "render":
+            return
+        status = event.get("status")
+        path: Optional[str] = None
+        if status == "success" and event.get("filename"):
+            fm = self.server.lookup_component("file_manager")
+            try:
+                folder = fm.get_directory("timelapse")
+            except Exception:
+                folder = ""
+            if folder:
+                path = os.path.join(folder, os.path.basename(
+                    str(event["filename"])))
+        try:
+            await self._klippy_request(
+                "polar_cloud/timelapse", {"status": status, "path": path},
+                STATUS_TIMEOUT
+            )
+        except Exception as err:
+            self._log_webcam_once(
+                f"Polar Cloud: timelapse event not handed to Klippy: {err}"
+            )
 
     def _log_webcam_once(self, msg: str) -> None:
         if msg not in self._logged:

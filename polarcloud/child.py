@@ -15,7 +15,20 @@ from . import ROOT
 
 
 class ChildError(Exception):
-    pass
+    """A worker failed; kind classifies it when the worker said ("camera",
+    "upload", "image", ...)."""
+
+    def __init__(self, message, kind=None):
+        Exception.__init__(self, message)
+        self.kind = kind
+
+
+class WorkerError(Exception):
+    """Raised inside a worker to report a classified failure."""
+
+    def __init__(self, kind, message):
+        Exception.__init__(self, "%s: %s" % (kind, message))
+        self.kind = kind
 
 
 def child_env():
@@ -66,11 +79,12 @@ def run(worker, request=None, timeout=None):
         except ValueError:
             result = None
     if proc.returncode != 0 or not isinstance(result, dict):
-        msg = (result or {}).get("error") if isinstance(result, dict) else None
-        raise ChildError(msg or "%s worker failed (exit %s): %s" % (
+        if isinstance(result, dict) and result.get("error"):
+            raise ChildError(result["error"], result.get("kind"))
+        raise ChildError("%s worker failed (exit %s): %s" % (
             worker, proc.returncode, err.strip()[-300:]))
     if "error" in result:
-        raise ChildError(result["error"])
+        raise ChildError(result["error"], result.get("kind"))
     return result
 
 
@@ -87,6 +101,7 @@ def worker_main(handler):
         request = json.loads(sys.stdin.read() or "{}")
         result = handler(request, emit)
     except Exception as e:
-        emit({"error": "%s" % (e,) or e.__class__.__name__})
+        emit({"error": "%s" % (e,) or e.__class__.__name__,
+              "kind": getattr(e, "kind", None)})
         sys.exit(1)
     emit(result if isinstance(result, dict) else {"result": result})

@@ -28,6 +28,7 @@ from . import protocol as P
 from .child import ChildError
 from .jobs import JobTracker
 from .store import StateStore
+from .uploads import CameraUploads, resolve_camera
 
 log = logging.getLogger("polar_cloud")
 
@@ -119,6 +120,11 @@ class CloudConnection:
         self.pending_unregister = None
         self.logged_errors = set()
         self.camera = {}
+        self.hello_camera = None
+        self.webcam = None
+        self.uploads = CameraUploads(self._emit,
+                                     lambda fn: self.post("call", fn),
+                                     settings)
         self.public_key = None
         self.download = None
         self.updating_until = 0.
@@ -201,6 +207,13 @@ class CloudConnection:
         elif kind == "online_extras":
             self.online_extras = item[1]
             self._send_online_extras()
+        elif kind == "webcam":
+            self.webcam = item[1]
+            self._refresh_camera()
+        elif kind == "timelapse":
+            self.uploads.on_timelapse(item[1], item[2], self.jobs,
+                                      time.monotonic())
+            self.cadence.force()
         elif kind == "updating":
             running = item[1]
             self.updating_until = time.monotonic() + (
@@ -228,6 +241,8 @@ class CloudConnection:
         if self.authenticated:
             self._send_job_events()
             self._maybe_send_status(now)
+            self.uploads.tick(now, self.serial, self.last_status,
+                              self._printing_cloud_job())
         self._save_jobs_if_changed()
 
     # --- state on disk --------------------------------------------------
@@ -240,6 +255,7 @@ class CloudConnection:
         if self.serial and not self.store.has_key():
             self.last_error = ("key file %s is missing; register again"
                                % (self.store.key_path,))
+        self._refresh_camera()
         self._publish()
 
     @property
@@ -317,6 +333,7 @@ class CloudConnection:
             self._close_client(client)
             return
         self.client = client
+        self.uploads.reset_connection()
         self.sio_connected = True
         self.authenticated = False
         self.challenge = None
@@ -415,6 +432,7 @@ class CloudConnection:
         self.phase = "authenticating"
         hello = P.build_hello(self.serial, signature, self._identity(),
                               self.camera)
+        self.hello_camera = self._camera_in_hello()
         self._emit("hello", hello)
         self._publish()
 
@@ -619,6 +637,41 @@ class CloudConnection:
                                   "klipperVersion": extras["klipper_version"]})
         self._emit("capabilities", {"serialNumber": self.serial})
 
+    # --- camera -----------------------------------------------------------
+
+    def _camera_in_hello(self):
+        return (self.camera.get("cam_url"), self.camera.get("transform", 0),
+                bool(self.camera))
+
+    def _refresh_camera(self):
+        host = urllib.parse.urlsplit(self.url).hostname
+        camera = resolve_camera(self.settings.get("camera"), self.webcam,
+                                local_ip(host))
+        if camera == self.camera:
+            return
+        self.camera = camera
+        self.uploads.set_camera(camera)
+        log.info("polar_cloud: camera %s", camera.get("snapshot_url")
+                 or camera.get("cam_url") or "none")
+        self._publish()
+        # The cloud learns the stream URL and orientation only from hello,
+        # which cannot be repeated on a connection: reconnect to update it.
+        if self.authenticated and self.hello_camera != \
+                self._camera_in_hello():
+            self._drop_connection(0.)
+
+    def _on_getUrlResponse(self, data):
+        if isinstance(data, dict):
+            self.uploads.on_get_url_response(data, time.monotonic())
+
+    def _printing_cloud_job(self):
+        job = self.jobs.job
+        if job and job.get("cloud") and self.last_status and \
+                self.last_status["status"] in (P.PREPARING, P.PRINTING,
+                                               P.PAUSED):
+            return job["id"]
+        return None
+
     def _on_capabilitiesResponse(self, data):
         caps = data.get("capabilities") if isinstance(data, dict) else None
         if isinstance(caps, list):
@@ -773,4 +826,6 @@ class CloudConnection:
             "url": self.url,
             "last_status": self.last_status,
             "last_error": self.last_error,
+            "camera_url": self.camera.get("cam_url"),
+            "snapshot_url": self.camera.get("snapshot_url"),
         })

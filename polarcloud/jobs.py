@@ -20,6 +20,7 @@ COMPLETE_SEQUENCE = (P.POSTPROCESSING,) * 3 + (P.COMPLETE,) * 3
 CANCEL_SEQUENCE = (P.CANCELLING,) * 3
 FAILED_DOWNLOAD_SEQUENCE = (P.ERROR,)
 START_GRACE = 30.    # a started cloud file must show up printing by then
+TIMELAPSE_WINDOW = 1800.   # a render this long after a cloud job is its
 END_STATES = ("complete", "cancelled", "error")
 
 
@@ -32,25 +33,49 @@ class JobTracker:
         self.events = list(pending_events or [])
         self.last_state = None
         self.last_seq = None
+        self.held = False
+        self.last_cloud = None
+        self.now = 0.
         self.changed = False   # persistent state changed since last save
 
     # --- what the connection asks ---------------------------------------
 
+    def hold_postprocessing(self, now):
+        """Report 5 while a timelapse of the last cloud job renders and
+        uploads (if that job ended recently); returns its id or None."""
+        last = self.last_cloud
+        if last is None or self.job is not None \
+                or now - last["ended"] > TIMELAPSE_WINDOW:
+            return None
+        self.held = True
+        self.overlay_job = last
+        return last["id"]
+
+    def release_postprocessing(self):
+        """Always called after a hold, whatever happened to the upload."""
+        if not self.held:
+            return
+        self.held = False
+        if not self.overlay:
+            self.overlay = [P.COMPLETE] * 3
+
     def status_job(self):
         """The job shown in status: the ended job during its end sequence."""
-        if self.overlay:
+        if self.overlay or self.held:
             return self.overlay_job
         return self.job
 
     def status_code(self, snap):
+        if self.held:
+            return P.POSTPROCESSING
         if self.overlay:
             return self.overlay[0]
         return P.base_code(snap, self.job)
 
     def status_sent(self):
-        if self.overlay:
+        if self.overlay and not self.held:
             self.overlay.pop(0)
-            if not self.overlay:
+            if not self.overlay and not self.held:
                 self.overlay_job = None
 
     def take_events(self):
@@ -104,6 +129,7 @@ class JobTracker:
     # --- snapshots ------------------------------------------------------
 
     def update(self, snap, now):
+        self.now = now
         klippy = snap.get("klippy")
         if klippy == "startup":
             return
@@ -189,7 +215,8 @@ class JobTracker:
         self.events.append(event)
         if job.get("cloud"):
             self.overlay = list(sequence)
-            self.overlay_job = {"id": job["id"], "cloud": True,
-                                "name": job.get("name")}
+            self.overlay_job = self.last_cloud = {
+                "id": job["id"], "cloud": True, "name": job.get("name"),
+                "ended": self.now}
         self.job = None
         self.changed = True

@@ -73,11 +73,13 @@ def install_into_venv(printer_data):
          "--moonraker-env", os.path.dirname(VENV_BIN),
          "--printer-data", printer_data, "--no-deps", "--no-restart"],
         check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    for name in os.listdir(os.path.join(TESTS, "klippy_extras")):
-        if name.endswith(".py"):
-            dest = os.path.join(SITE, "klippy", "extras", name)
-            if not os.path.islink(dest):
-                os.symlink(os.path.join(TESTS, "klippy_extras", name), dest)
+    # test-only helpers next to the installed module and shim
+    for folder, target in (("klippy_extras", "klippy/extras"),
+                           ("moonraker_components", "moonraker/components")):
+        for name in os.listdir(os.path.join(TESTS, folder)):
+            dest = os.path.join(SITE, target, name)
+            if name.endswith(".py") and not os.path.islink(dest):
+                os.symlink(os.path.join(TESTS, folder, name), dest)
 
 
 class PrinterHarness:
