@@ -267,9 +267,33 @@ class PolarCloud:
             raise error("PIN must have 4 digits (pad it with leading zeros)")
         return email.strip(), pin
 
+    def _scrub_credentials(self):
+        """Klippy dumps recent API requests and console input into
+        klippy.log when it shuts down; drop the ones carrying the PIN.
+        (Internal structures: skipped quietly where they differ.)"""
+        markers = (b"polar_cloud/register", b"POLAR_REGISTER")
+        logs = []
+        try:
+            webhooks = self.printer.lookup_object("webhooks")
+            logs.extend(c.request_log for c in
+                        webhooks.get_connection().clients.values())
+        except Exception:
+            pass
+        try:
+            logs.append(self.printer.lookup_object("gcode_io").input_log)
+        except Exception:
+            pass
+        for entries in logs:
+            for i, (eventtime, data) in enumerate(list(entries)):
+                raw = data if isinstance(data, bytes) else str(data).encode()
+                if any(m in raw for m in markers):
+                    entries[i] = (eventtime, "(Polar Cloud credentials"
+                                             " removed)")
+
     cmd_POLAR_REGISTER_help = "Register this printer with Polar Cloud"
 
     def cmd_POLAR_REGISTER(self, gcmd):
+        self._scrub_credentials()
         email, pin = self._check_credentials(
             gcmd.get("EMAIL", None), gcmd.get("PIN", None), gcmd.error)
 
@@ -320,6 +344,7 @@ class PolarCloud:
         web_request.send(self.get_status())
 
     def _handle_register_request(self, web_request):
+        self._scrub_credentials()
         email, pin = self._check_credentials(
             web_request.get("email", None), web_request.get("pin", None),
             web_request.error)

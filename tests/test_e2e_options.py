@@ -75,6 +75,11 @@ def test_connect_printer_after_emergency_stop(locked, cloud):
         pass
     cloud.wait_for("status", lambda d: d["status"] == 12, start=mark,
                    timeout=15)
+    # the shutdown dumped recent API requests into klippy.log: the
+    # registration (PIN and email) must not be among them
+    log = locked.log_text()
+    assert "Dumping" in log
+    assert EMAIL not in log and '"pin"' not in log
     mark = cloud.mark()
     cloud.emit("connectPrinter", {"serialNumber": locked.serial},
                serial=locked.serial)
