@@ -111,3 +111,18 @@ def test_cloud_down_at_start(fresh_printer, cloud):
     cloud.wait_for("hello", lambda d: d.get("serialNumber") == serial,
                    start=mark, timeout=40)
     printer.wait_polar(lambda s: s["connected"], timeout=20, what="online")
+
+
+def test_unregister_over_http(fresh_printer, cloud):
+    printer = fresh_printer
+    serial = register(printer, cloud)["serial"]
+    printer.wait_polar(lambda s: s["connected"], what="online")
+    mark = cloud.mark()
+    status, body = printer.http("POST", "/server/polar/unregister", {})
+    assert status == 200 and body["result"] == {"status": "unregistered"}
+    cloud.wait_for("unregister", lambda d: d["serialNumber"] == serial,
+                   start=mark)
+    st = printer.http_get("/server/polar/status")
+    assert not st["registered"] and st["serial"] is None
+    status, body = printer.http("POST", "/server/polar/unregister", {})
+    assert status == 400 and "not registered" in body["error"]["message"]

@@ -30,7 +30,6 @@ def locked(cloud, installed, printer):
             "setVersion", lambda d: d["serialNumber"] == h.serial,
             start=mark).data
         yield h
-        h.klippy.gcode("POLAR_UNREGISTER")
 
 
 def test_gcode_from_cloud_refused_when_disabled(locked, cloud):
@@ -88,3 +87,15 @@ def test_connect_printer_after_emergency_stop(locked, cloud):
     locked.wait_moonraker()
     cloud.wait_for("status", lambda d: d["status"] == 0, start=mark,
                    timeout=30)
+
+
+def test_shim_answers_503_without_klippy(locked, cloud):
+    locked.klippy.close()
+    locked.procs["klippy"].kill()
+    locked.procs["klippy"].wait()
+    time.sleep(0.5)
+    status, body = locked.http("GET", "/server/polar/status")
+    assert status == 503 and "Klippy" in body["error"]["message"]
+    status, body = locked.http("POST", "/server/polar/register",
+                               {"email": EMAIL, "pin": PIN})
+    assert status == 503
