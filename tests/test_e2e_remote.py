@@ -25,6 +25,17 @@ def job_events(cloud, start, job_id=None):
             and (job_id is None or r.data.get("jobId") == job_id)]
 
 
+def start_long_print(printer, cloud, serial, job_id, name, moves=400):
+    """A cloud print that stays printing for a while; returns (url, mark)."""
+    url = cloud.serve_file(name + ".gcode",
+                           gcode_file(moves=moves, feed=3000))
+    mark = cloud.mark()
+    cloud.emit("print", {"serialNumber": serial, "jobId": job_id,
+                         "jobName": name, "gcodeFile": url}, serial=serial)
+    printer.wait_print_state(["printing"], timeout=30)
+    return url, mark
+
+
 def wait_idle(printer, cloud, serial, timeout=30):
     """Back to standby and status 0 after a job (tests run back to back)."""
     mark = cloud.mark()
@@ -63,11 +74,8 @@ def test_cloud_print_completes(online, printer, cloud):
 
 def test_cloud_pause_resume_cancel(online, printer, cloud):
     serial = online
-    url = cloud.serve_file("long.gcode", gcode_file(moves=600, feed=3000))
-    mark = cloud.mark()
-    cloud.emit("print", {"serialNumber": serial, "jobId": "KL1-1002",
-                         "jobName": "long", "gcodeFile": url}, serial=serial)
-    printer.wait_print_state(["printing"], timeout=30)
+    _url, mark = start_long_print(printer, cloud, serial, "KL1-1002",
+                                  "long", moves=600)
     cloud.emit("pause", {"serialNumber": serial}, serial=serial)
     printer.wait_print_state(["paused"])
     cloud.wait_for("status", lambda d: d["status"] == 4, start=mark)
@@ -135,11 +143,7 @@ def test_temperature_and_gcode_and_macros(online, printer, cloud):
 
 def test_jog_refused_while_printing(online, printer, cloud):
     serial = online
-    url = cloud.serve_file("jogtest.gcode", gcode_file(moves=400, feed=3000))
-    mark = cloud.mark()
-    cloud.emit("print", {"serialNumber": serial, "jobId": "KL1-1003",
-                         "jobName": "jog", "gcodeFile": url}, serial=serial)
-    printer.wait_print_state(["printing"], timeout=30)
+    url, mark = start_long_print(printer, cloud, serial, "KL1-1003", "jog")
     start = len(printer.klippy.output)
     cloud.emit("jogPrinter", {"serialNumber": serial, "jogPrinter": {
         "command": "jog", "x": 10}}, serial=serial)
@@ -205,12 +209,8 @@ def test_bad_cloud_prints_leave_nothing(online, printer, cloud, name, serve,
 
 def test_restart_during_cloud_print(online, printer, cloud):
     serial = online
-    url = cloud.serve_file("restart.gcode", gcode_file(moves=400, feed=3000))
-    mark = cloud.mark()
-    cloud.emit("print", {"serialNumber": serial, "jobId": "KL1-1005",
-                         "jobName": "restart", "gcodeFile": url},
-               serial=serial)
-    printer.wait_print_state(["printing"], timeout=30)
+    _url, mark = start_long_print(printer, cloud, serial, "KL1-1005",
+                                  "restart")
     printer.restart()
     cloud.wait_for("job", lambda d: d["jobId"] == "KL1-1005", start=mark,
                    timeout=30)
