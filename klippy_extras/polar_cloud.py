@@ -60,12 +60,12 @@ class PolarCloud:
         send_next = config.getboolean("send_next_print", False)
         status_interval = config.getfloat("status_interval", 10., minval=1.,
                                           maxval=60.)
-        state_dir = self._state_dir(config)
         sdcard_dir = config.getsection("virtual_sdcard").get("path", None)
-        gcode_dir = None
-        if sdcard_dir is not None:
-            gcode_dir = os.path.join(os.path.normpath(
-                os.path.expanduser(sdcard_dir)), "polar_cloud")
+        if sdcard_dir:
+            sdcard_dir = os.path.abspath(os.path.expanduser(sdcard_dir))
+        state_dir = self._state_dir(config, sdcard_dir)
+        gcode_dir = os.path.join(sdcard_dir, "polar_cloud") \
+            if sdcard_dir else None
         self.remote = pc_remote.RemoteControl(self, config)
         self.conn = pc_connection.CloudConnection(self, {
             "url": url.rstrip("/"), "state_dir": state_dir, "debug": debug,
@@ -113,18 +113,24 @@ class PolarCloud:
         webhooks.register_endpoint("polar_cloud/timelapse",
                                    self._handle_timelapse)
 
-    def _state_dir(self, config):
-        config_file = os.path.abspath(
-            self.printer.get_start_args().get("config_file", "printer.cfg"))
-        config_dir = os.path.dirname(config_file)
+    def _state_dir(self, config, sdcard_dir):
+        args = self.printer.get_start_args()
+        config_dir = os.path.dirname(os.path.abspath(
+            args.get("config_file", "printer.cfg")))
         default = os.path.join(os.path.dirname(config_dir), "polar_cloud")
         path = os.path.abspath(os.path.expanduser(
             config.get("state_dir", default)))
-        # The key must not be readable through Moonraker's file API.
-        if path == config_dir or path.startswith(config_dir + os.sep):
-            raise config.error("Option 'state_dir' in section '%s' must not"
-                               " be inside the config folder %s"
-                               % (self.name, config_dir))
+        # The key must not be reachable through Moonraker's file API.
+        served = [config_dir]
+        if args.get("log_file"):
+            served.append(os.path.dirname(os.path.abspath(args["log_file"])))
+        if sdcard_dir:
+            served.append(sdcard_dir)
+        for folder in served:
+            if path == folder or path.startswith(folder + os.sep):
+                raise config.error(
+                    "Option 'state_dir' in section '%s' must not be inside"
+                    " %s, which Moonraker serves" % (self.name, folder))
         return path
 
     # --- lifecycle ------------------------------------------------------

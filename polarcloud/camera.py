@@ -2,12 +2,15 @@
 
 ``python -m polarcloud.camera`` (see polarcloud.child) fetches one JPEG,
 turns it as the webcam is mounted, makes it fit Polar Cloud's size limit and
-posts it to the pre-signed upload URL from getUrlResponse.  Pillow's
-decoding of a large image costs the calling process ~100 MiB and its GIL
-time would delay Klippy's reactor, hence the separate process.
+posts it to the pre-signed upload URL from getUrlResponse; it also posts
+timelapse files.  Pillow's decoding of a large image costs the calling
+process ~100 MiB and its GIL time would delay Klippy's reactor, hence the
+separate process.  The requests it takes are described in handle().
 """
 import io
+import os
 import urllib.parse
+import uuid
 
 from . import child
 from .child import WorkerError
@@ -15,72 +18,141 @@ from .child import WorkerError
 MAX_CAMERA_BYTES = 20 * 1024 * 1024
 MAX_DIMENSIONS = (1280, 960)
 QUALITIES = (85, 70, 55, 40, 25)
-MIN_WIDTH = 160
+SCALE_STEP = .75        # then shrink by this much per try...
+SCALE_QUALITY = 55      # ...at this quality...
+MIN_WIDTH = 160         # ...down to this width
+DEFAULT_MAX_SIZE = 150000
 UPLOAD_OK = (200, 201, 204)
+CHUNK = 64 * 1024
+LOOPBACK_HOSTS = ("", "localhost", "127.0.0.1", "::1", "0.0.0.0")
+SCHEME_PORTS = {"http": 80, "https": 443}
+# Pillow's ROTATE_* turn counter-clockwise; webcam rotations are clockwise.
+CLOCKWISE = {90: "ROTATE_270", 180: "ROTATE_180", 270: "ROTATE_90"}
+
+
+def normal_rotation(rotation):
+    """A webcam rotation as 0, 90, 180 or 270 (nearest quarter turn)."""
+    try:
+        return int(round(float(rotation or 0) / 90.)) % 4 * 90
+    except (TypeError, ValueError):
+        return 0
 
 
 def transform_bitmask(flip_h, flip_v, rotation):
-    """hello `transformImg` as the OctoPrint plugin defines it: +1 flip
-    horizontally, +2 flip vertically, +4 rotate 90 degrees.
+    """hello `transformImg` for a webcam set up as Moonraker/Mainsail do it.
 
-    The reference notes Polar3D's Klipper connector sends a 0/1 flag
-    instead; for "no transform" and "flip H" the two agree, and Polar's
-    successor schema types the field 0..7, so the bitmask is used.  180
-    degrees is both flips; 270 is 90 plus both flips."""
-    mask = (1 if flip_h else 0) | (2 if flip_v else 0)
-    rotation = int(rotation or 0) % 360
-    if rotation in (180, 270):
-        mask ^= 3
+    The bitmask is the OctoPrint plugin's: +1 flip H, +2 flip V, +4 rotate
+    90, taken from OctoPrint's webcam settings, which show the stream as
+    rotate(flip(image)) with a COUNTER-clockwise rotate90 (OctoPrint's
+    setting is "rotate 90 degrees counter clockwise"; the plugin turns its
+    own snapshots with Pillow's ROTATE_90).  Moonraker's `rotation` is
+    clockwise and Mainsail shows flip(rotate(image)) (CSS `scaleX(-1)
+    scaleY(-1) rotate(Ndeg)`).  Rewritten in OctoPrint's terms:
+      * 180 is both flips: bits 1 and 2 toggle;
+      * 270 clockwise is 90 counter-clockwise: bit 4, and the flips trade
+        places (a flip moved across a quarter turn becomes the other one);
+      * 90 clockwise is that plus 180: bit 4, flips traded, then toggled.
+    So 90 -> 7 and 270 -> 4 with no flips.  tests/test_camera.py checks all
+    16 cases with Pillow.  How Polar's web app reads bit 4 is unconfirmed
+    (reference §2.5, open question 8); this follows OctoPrint."""
+    h, v = bool(flip_h), bool(flip_v)
+    rotation = normal_rotation(rotation)
     if rotation in (90, 270):
-        mask |= 4
-    return mask
+        h, v = v, h
+    if rotation in (90, 180):
+        h, v = not h, not v
+    return h * 1 + v * 2 + (4 if rotation in (90, 270) else 0)
 
 
-def absolute_url(url, local_ip):
-    """Absolute URL the cloud (or a browser on the LAN) can load (§2.5)."""
+def absolute_url(url, local_ip, default_port=80):
+    """A URL the cloud (a browser on the printer's LAN) can load (§2.5).
+
+    A missing scheme becomes http.  A relative path gets local_ip and
+    default_port (where the web UI's /webcam/ proxy listens); a localhost,
+    127.0.0.1 or empty host becomes local_ip, keeping its port.  None for
+    an empty url, or for this host when local_ip is unknown."""
+    url = (url or "").strip()
     if not url:
         return None
-    url = url.strip()
     if url.startswith("//"):
         url = "http:" + url
     elif "://" not in url:
-        if not url.startswith("/"):
-            url = "/" + url
-        return "http://%s%s" % (local_ip, url)
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if host in ("", "localhost", "127.0.0.1", "::1", "0.0.0.0"):
-        netloc = local_ip + (":%d" % (parts.port,) if parts.port else "")
-        parts = parts._replace(netloc=netloc)
-    return urllib.parse.urlunsplit(parts)
+        if not _starts_with_host(url):
+            return _local_url(local_ip, default_port, "/" + url.lstrip("/"))
+        url = "http://" + url
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return None
+    if host not in LOOPBACK_HOSTS:
+        return url
+    path = urllib.parse.urlunsplit(parts._replace(scheme="", netloc=""))
+    return _local_url(local_ip, port or SCHEME_PORTS.get(parts.scheme),
+                      path, parts.scheme)
+
+
+def _starts_with_host(url):
+    # "cam.lan:8080/x" names a host; "webcam/?action=stream" is a path
+    first = url.split("/", 1)[0].split("?", 1)[0]
+    return first == "localhost" or "." in first or ":" in first
+
+
+def _local_url(local_ip, port, path, scheme="http"):
+    if not local_ip:
+        return None
+    host = "[%s]" % (local_ip,) if ":" in local_ip else local_ip
+    if port and port != SCHEME_PORTS.get(scheme):
+        host += ":%d" % (port,)
+    return "%s://%s%s" % (scheme, host, path)
 
 
 # --- inside the worker ----------------------------------------------------
 
 def fetch_jpeg(url, timeout):
+    """One JPEG from the camera's snapshot URL, else WorkerError "camera"."""
     import requests
+    session = requests.Session()
+    session.trust_env = False       # the camera is local: never via a proxy
     try:
-        resp = requests.get(url, timeout=timeout, stream=True)
+        with session.get(url, timeout=timeout, stream=True) as resp:
+            if resp.status_code != 200:
+                raise WorkerError("camera", "HTTP %d from %s"
+                                  % (resp.status_code, url))
+            data = _read_limited(resp)
+            what = resp.headers.get("Content-Type") or "data"
     except requests.RequestException as e:
         raise WorkerError("camera", "cannot reach %s (%s)"
                           % (url, e.__class__.__name__))
-    with resp:
-        if resp.status_code != 200:
-            raise WorkerError("camera", "HTTP %d from %s"
-                              % (resp.status_code, url))
-        data = b""
-        for chunk in resp.iter_content(65536):
-            data += chunk
-            if len(data) > MAX_CAMERA_BYTES:
-                raise WorkerError("camera", "snapshot larger than 20 MB")
     if not data:
         raise WorkerError("camera", "empty snapshot from %s" % (url,))
     if not data.startswith(b"\xff\xd8"):
-        raise WorkerError("camera", "%s did not return a JPEG image" % (url,))
+        raise WorkerError("camera", "%s returned %s, not a JPEG"
+                          % (url, what.split(";")[0]))
     return data
 
 
-def _pillow():
+def _read_limited(resp):
+    length = resp.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > MAX_CAMERA_BYTES:
+        raise _too_big()
+    chunks, size = [], 0
+    for chunk in resp.iter_content(CHUNK):
+        size += len(chunk)
+        if size > MAX_CAMERA_BYTES:
+            raise _too_big()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_big():
+    return WorkerError("camera", "snapshot larger than %d MB"
+                       % (MAX_CAMERA_BYTES >> 20,))
+
+
+def load_pillow(request):
+    if request.get("_disable_pillow"):   # test hook: act as if not installed
+        return None
     try:
         from PIL import Image
     except ImportError:
@@ -88,44 +160,77 @@ def _pillow():
     return Image
 
 
-def fit_image(data, flip_h, flip_v, rotation, max_size, pillow=True):
-    """JPEG bytes turned as configured and no larger than max_size."""
-    transform = flip_h or flip_v or (rotation % 360)
-    if not transform and len(data) <= max_size:
-        return data
-    Image = _pillow() if pillow else None
+def fit_image(data, flip_h, flip_v, rotation, max_size, Image):
+    """(jpeg, width, height): data turned as configured, at most max_size.
+
+    Untouched when no turn is configured and it fits; Image is Pillow's
+    Image module, or None when Pillow is missing (sizes are then None)."""
+    rotation = normal_rotation(rotation)
+    turn = bool(flip_h or flip_v or rotation)
+    rework = turn or len(data) > max_size
     if Image is None:
-        raise WorkerError("image", "Pillow is not installed, so snapshots"
-                          " that must be turned or shrunk are skipped"
-                          " (install.sh installs it when a wheel exists)")
+        if rework:
+            raise WorkerError("no_pillow", _why_pillow(turn, len(data),
+                                                       max_size))
+        return data, None, None
+    img = _decode(Image, data, rework, rotation)
+    if not rework:
+        return data, img.width, img.height
+    for op in orientation_ops(Image, flip_h, flip_v, rotation):
+        img = img.transpose(op)
+    out, img = _encode_to_fit(img, max_size)
+    return out, img.width, img.height
+
+
+def _why_pillow(turn, size, max_size):
+    need = "flipped or rotated" if turn else \
+        "shrunk from %d to %d bytes" % (size, max_size)
+    return ("Pillow is not installed, so the snapshot cannot be %s;"
+            " install Pillow into Klipper's Python environment" % (need,))
+
+
+def _decode(Image, data, whole, rotation):
+    """Pillow image; decoded (small, RGB) only when whole is true."""
     try:
         img = Image.open(io.BytesIO(data))
-        img.draft("RGB", MAX_DIMENSIONS)   # decode big JPEGs at lower scale
+        if not whole:
+            return img               # the header gives the size
+        box = MAX_DIMENSIONS if rotation in (0, 180) else MAX_DIMENSIONS[::-1]
+        img.draft("RGB", box)        # JPEG decodes at 1/2..1/8 scale: less RAM
         img = img.convert("RGB")
     except Exception as e:
         raise WorkerError("camera", "not a readable JPEG (%s)" % (e,))
+    img.thumbnail(box)               # so that the turned image fits 1280x960
+    return img
+
+
+def orientation_ops(Image, flip_h, flip_v, rotation):
+    """Pillow transposes showing the picture as Mainsail does: its CSS
+    `scaleX(-1) scaleY(-1) rotate(Ndeg)` turns clockwise first, then flips
+    (this order matters for a quarter turn with one flip)."""
+    ops = [getattr(Image, CLOCKWISE[rotation])] if rotation else []
     if flip_h:
-        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        ops.append(Image.FLIP_LEFT_RIGHT)
     if flip_v:
-        img = img.transpose(Image.FLIP_TOP_BOTTOM)
-    rotation %= 360
-    if rotation:
-        # webcam rotation is clockwise; these transposes are counter-clockwise
-        img = img.transpose({90: Image.ROTATE_270, 180: Image.ROTATE_180,
-                             270: Image.ROTATE_90}[rotation])
-    img.thumbnail(MAX_DIMENSIONS)
+        ops.append(Image.FLIP_TOP_BOTTOM)
+    return ops
+
+
+def _encode_to_fit(img, max_size):
+    """(jpeg, image): lower quality first, then smaller; never truncated."""
     for quality in QUALITIES:
         out = _encode(img, quality)
         if len(out) <= max_size:
-            return out
+            return out, img
     while img.width > MIN_WIDTH:
-        img = img.resize((max(MIN_WIDTH, int(img.width * .75)),
-                          max(1, int(img.height * .75))))
-        out = _encode(img, 55)
+        width = max(MIN_WIDTH, int(img.width * SCALE_STEP))
+        img = img.resize((width, max(1, img.height * width // img.width)))
+        out = _encode(img, SCALE_QUALITY)
         if len(out) <= max_size:
-            return out
+            return out, img
     raise WorkerError("image", "cannot make the snapshot fit %d bytes"
-                      % (max_size,))
+                      " (%d bytes at %d px wide)"
+                      % (max_size, len(out), img.width))
 
 
 def _encode(img, quality):
@@ -134,53 +239,136 @@ def _encode(img, quality):
     return buf.getvalue()
 
 
-def post_upload(upload, filename, content_type, body, timeout):
-    """Multipart POST: the issued fields first, the file last (S3 policy)."""
+class MultipartBody:
+    """multipart/form-data read in chunks: the issued form fields in their
+    order, then the file part last (an S3 POST policy ignores fields after
+    the file).  The file is read as it is sent, never held whole (requests'
+    own files= encoding keeps two copies of a timelapse in memory); the
+    length is known up front because S3 refuses chunked bodies."""
+
+    def __init__(self, fields, filename, content_type, fileobj, size):
+        boundary = uuid.uuid4().hex
+        head = b"".join(_part_head(boundary, name)
+                        + str(value).encode("utf-8") + b"\r\n"
+                        for name, value in fields)
+        head += _part_head(boundary, "file", filename, content_type)
+        tail = ("\r\n--%s--\r\n" % (boundary,)).encode("ascii")
+        self.content_type = "multipart/form-data; boundary=" + boundary
+        self.length = len(head) + size + len(tail)
+        self._parts = [io.BytesIO(head), fileobj, io.BytesIO(tail)]
+
+    def __len__(self):               # requests sends it as Content-Length
+        return self.length
+
+    def __iter__(self):
+        return iter(lambda: self.read(CHUNK), b"")
+
+    def read(self, amount=CHUNK):
+        while self._parts:
+            chunk = self._parts[0].read(amount)
+            if chunk:
+                return chunk
+            self._parts.pop(0)
+        return b""
+
+
+def _part_head(boundary, name, filename=None, content_type=None):
+    disposition = 'form-data; name="%s"' % (_quote(name),)
+    if filename is not None:
+        disposition += '; filename="%s"' % (_quote(filename),)
+    lines = ["--" + boundary, "Content-Disposition: " + disposition]
+    if content_type:
+        lines.append("Content-Type: " + content_type)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+def _quote(text):
+    # how browsers escape names in a form's Content-Disposition
+    return str(text).replace('"', "%22").replace("\r", "%0D") \
+        .replace("\n", "%0A")
+
+
+def post_upload(upload, filename, content_type, fileobj, size, timeout):
+    """Multipart POST of fileobj (size bytes) with the issued fields."""
     import requests
-    fields = [(name, value) for name, value in upload["fields"]]
+    fields = upload.get("fields") or []
+    if isinstance(fields, dict):
+        fields = fields.items()
+    body = MultipartBody(fields, filename, content_type, fileobj, size)
     try:
-        resp = requests.post(upload["url"], data=fields,
-                             files={"file": (filename, body, content_type)},
-                             timeout=timeout)
+        resp = requests.post(upload["url"], data=body, timeout=timeout,
+                             headers={"Content-Type": body.content_type})
     except requests.RequestException as e:
         raise WorkerError("upload", "cannot reach the upload URL (%s)"
                           % (e.__class__.__name__,))
+    resp.close()
     if resp.status_code not in UPLOAD_OK:
         raise WorkerError("upload", "upload rejected: HTTP %d"
                           % (resp.status_code,))
     return resp.status_code
 
 
+def snapshot(request):
+    data = fetch_jpeg(request["snapshot_url"],
+                      request.get("camera_timeout", 5.))
+    image, width, height = fit_image(
+        data, request.get("flip_horizontal"), request.get("flip_vertical"),
+        request.get("rotation"), request.get("max_size") or DEFAULT_MAX_SIZE,
+        load_pillow(request))
+    status = post_upload(request["upload"], "image.jpg", "image/jpeg",
+                         io.BytesIO(image), len(image),
+                         request.get("upload_timeout", 30.))
+    return {"uploaded": True, "bytes": len(image), "width": width,
+            "height": height, "http_status": status}
+
+
+def upload_file(request):
+    path, max_size = request["path"], request.get("max_size")
+    name = os.path.basename(path)
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise WorkerError("file", "cannot read %s (%s)" % (name, e.strerror))
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if not size:
+            raise WorkerError("file", "%s is empty" % (name,))
+        if max_size and size > max_size:
+            raise WorkerError("file", "%s is %d bytes, more than the %d"
+                              " allowed" % (name, size, max_size))
+        status = post_upload(request["upload"],
+                             request.get("filename", "timelapse.mp4"),
+                             request.get("content_type", "video/mp4"), f,
+                             size, request.get("upload_timeout", 300.))
+    return {"uploaded": True, "bytes": size, "http_status": status}
+
+
 def handle(request, emit):
+    """Worker entry.  Requests:
+
+    {"action": "snapshot", "snapshot_url", "flip_horizontal",
+     "flip_vertical", "rotation" (clockwise degrees), "max_size",
+     "upload": {"url", "fields": [[name, value], ...]},
+     "camera_timeout": 5, "upload_timeout": 30}
+        -> {"uploaded", "bytes", "width", "height", "http_status"}
+    {"action": "upload_file", "path", "filename", "content_type",
+     "upload", "max_size" (or None), "upload_timeout": 300}
+        -> {"uploaded", "bytes", "http_status"}
+
+    Failures raise WorkerError; its kind ("camera", "no_pillow", "image",
+    "upload", "file") reaches the parent as ChildError.kind."""
     action = request.get("action")
     if action == "snapshot":
-        data = fetch_jpeg(request["snapshot_url"],
-                          request.get("camera_timeout", 5.))
-        image = fit_image(data, bool(request.get("flip_horizontal")),
-                          bool(request.get("flip_vertical")),
-                          int(request.get("rotation") or 0),
-                          int(request["max_size"]),
-                          pillow=not request.get("_disable_pillow"))
-        status = post_upload(request["upload"], "image.jpg", "image/jpeg",
-                             image, request.get("upload_timeout", 30.))
-        return {"uploaded": True, "bytes": len(image), "http_status": status}
+        return snapshot(request)
     if action == "upload_file":
-        import os
-        path = request["path"]
-        size = os.path.getsize(path)
-        if request.get("max_size") and size > request["max_size"]:
-            raise WorkerError("upload", "%s is larger than %d bytes"
-                              % (os.path.basename(path), request["max_size"]))
-        with open(path, "rb") as f:
-            status = post_upload(request["upload"], request["filename"],
-                                 request["content_type"], f,
-                                 request.get("upload_timeout", 300.))
-        return {"uploaded": True, "bytes": size, "http_status": status}
+        return upload_file(request)
     raise ValueError("unknown camera action %r" % (action,))
 
 
 def take_and_upload(request, timeout=60.):
-    """Parent side (connector thread): run one camera job in a child."""
+    """Parent side (an upload thread): run one camera request in a child.
+
+    Returns the worker's result; raises child.ChildError (with .kind)."""
     return child.run("camera", request, timeout=timeout)
 
 

@@ -22,12 +22,12 @@ import urllib.parse
 import uuid
 
 from . import VERSION
-from . import download
 from . import keys
 from . import protocol as P
 from .child import ChildError
 from .jobs import JobTracker
 from .store import StateStore
+from .printjobs import CloudPrints
 from .uploads import CameraUploads, resolve_camera
 
 log = logging.getLogger("polar_cloud")
@@ -38,7 +38,6 @@ UNREGISTER_TIMEOUT = 30.
 CONNECT_TIMEOUT = 10.
 HELLO_FAILED_RETRY = 300.
 UPDATE_STATUS_TIME = 600.   # report 8 this long after asking for an update
-PROGRESS_CONSOLE_STEP = 10  # percent between download lines in the console
 MAX_CHALLENGE = 4096
 # Printer commands the reactor carries out (see klippy_extras/polar_cloud.py)
 REACTOR_COMMANDS = frozenset([
@@ -122,11 +121,11 @@ class CloudConnection:
         self.camera = {}
         self.hello_camera = None
         self.webcam = None
-        self.uploads = CameraUploads(self._emit,
+        self.uploads = CameraUploads(self.emit,
                                      lambda fn: self.post("call", fn),
                                      settings)
         self.public_key = None
-        self.download = None
+        self.prints = CloudPrints(self)
         self.updating_until = 0.
         self.capabilities = []
         self.online_extras = None
@@ -184,8 +183,7 @@ class CloudConnection:
                         log.exception("polar_cloud: internal error")
                     self.last_error = "internal error (see klippy.log)"
         finally:
-            if self.download is not None:
-                self.download.cancel()
+            self.prints.stop()
             self._disconnect()
 
     def _wait_time(self):
@@ -363,7 +361,7 @@ class CloudConnection:
         self.phase = "disconnected" if self.serial else "unregistered"
         self._publish()
 
-    def _emit(self, event, data):
+    def emit(self, event, data):
         if self.client is None:
             return False
         try:
@@ -433,7 +431,7 @@ class CloudConnection:
         hello = P.build_hello(self.serial, signature, self._identity(),
                               self.camera)
         self.hello_camera = self._camera_in_hello()
-        self._emit("hello", hello)
+        self.emit("hello", hello)
         self._publish()
 
     def _on_helloResponse(self, data):
@@ -507,7 +505,7 @@ class CloudConnection:
         self.challenge = None
         identity = self._identity()
         self.state["mac"] = identity["mac"]
-        self._emit("register", P.build_register(
+        self.emit("register", P.build_register(
             pending["email"], pending["pin"], self.public_key, identity))
 
     def _on_registerResponse(self, data):
@@ -562,7 +560,7 @@ class CloudConnection:
             return
         self.pending_unregister = {"reply": reply, "deadline":
                                    time.monotonic() + UNREGISTER_TIMEOUT}
-        self._emit("unregister", {"serialNumber": self.serial})
+        self.emit("unregister", {"serialNumber": self.serial})
 
     def _on_unregisterResponse(self, data):
         if not self.pending_unregister:
@@ -601,14 +599,14 @@ class CloudConnection:
                                 time.time())
         if not self.cadence.due(status, now):
             return
-        if self._emit("status", status):
+        if self.emit("status", status):
             self.cadence.sent(status, now)
             self.jobs.status_sent()
             if code == P.COMPLETE and job and job.get("cloud") \
                     and not job.get("next_asked") \
                     and self.settings.get("send_next_print"):
                 job["next_asked"] = True   # continuous printing (§6.14)
-                self._emit("sendNextPrint", {"serialNumber": self.serial})
+                self.emit("sendNextPrint", {"serialNumber": self.serial})
             self.last_status = status
             self.host.status_sent(status)
             self._publish()
@@ -616,7 +614,7 @@ class CloudConnection:
     def _send_job_events(self):
         for event in self.jobs.take_events():
             event = dict(event, serialNumber=self.serial)
-            if not self._emit("job", event):
+            if not self.emit("job", event):
                 self.jobs.events.insert(0, event)
                 return
             log.info("polar_cloud: job %s %s", event["jobId"], event["state"])
@@ -629,13 +627,13 @@ class CloudConnection:
         extras = self.online_extras
         if not self.authenticated or not extras:
             return
-        self._emit("customCommandList", {"serialNumber": self.serial,
+        self.emit("customCommandList", {"serialNumber": self.serial,
                                          "commandList": extras["commandList"]})
-        self._emit("setVersion", {"serialNumber": self.serial,
+        self.emit("setVersion", {"serialNumber": self.serial,
                                   "runningVersion": VERSION,
                                   "latestVersion": VERSION,
                                   "klipperVersion": extras["klipper_version"]})
-        self._emit("capabilities", {"serialNumber": self.serial})
+        self.emit("capabilities", {"serialNumber": self.serial})
 
     # --- camera -----------------------------------------------------------
 
@@ -682,130 +680,13 @@ class CloudConnection:
         log.info("polar_cloud: no next print from the cloud (%s)",
                  str(data)[:120])
 
-    # --- cloud jobs -----------------------------------------------------
-
-    def _on_cancel(self, data):
-        if self.download is not None:
-            self.download.cancel()
-            return
-        self.jobs.cancel_requested()
-        self.host.cloud_command("cancel", data)
-        self.cadence.force()
+    # --- cloud jobs (see printjobs.py) ------------------------------------
 
     def _on_print(self, data):
-        if not isinstance(data, dict):
-            return
-        if not self.settings.get("gcode_dir"):
-            self._refuse_print(str(data.get("jobId") or P.LOCAL_JOB_ID),
-                               "[virtual_sdcard] is not configured")
-            return
-        job_id = data.get("jobId", data.get("job_id"))
-        job_id = str(job_id)[:64] if isinstance(job_id, (str, int)) \
-            and str(job_id).strip() else P.LOCAL_JOB_ID
-        name = data.get("jobName", data.get("job_name"))
-        name = name if isinstance(name, str) else ""
-        current = self.jobs.job
-        if current and current.get("id") == job_id:
-            log.info("polar_cloud: print %s already in progress", job_id)
-            return
-        state = (self.snapshot or {}).get("state")
-        if current or state in ("printing", "paused") \
-                or (self.snapshot or {}).get("klippy") != "ready":
-            self._refuse_print(job_id, "the printer is busy or not ready")
-            return
-        try:
-            _key, url = download.pick_print_url(data)
-        except ValueError as e:
-            self._refuse_print(job_id, str(e))
-            return
-        filename = download.job_filename(name, job_id)
-        self.jobs.begin_download(job_id, name or filename, time.monotonic(),
-                                 time.time())
-        self.cadence.force()
-        self.host.console("Polar Cloud: downloading job %s (%s)"
-                          % (job_id, filename))
-        self.download = download.Download(
-            url, self.settings["gcode_dir"], filename,
-            self.settings["max_download_bytes"],
-            min_free_bytes=self.settings["min_free_bytes"],
-            on_progress=self._download_progress_cb())
-        threading.Thread(target=self._run_download, args=(self.download,),
-                         name="polar_cloud_download", daemon=True).start()
+        self.prints.on_print(data)
 
-    def _refuse_print(self, job_id, why):
-        log.info("polar_cloud: print job %s refused: %s", job_id, why)
-        self.host.console("Polar Cloud: print job %s refused: %s"
-                          % (job_id, why))
-        if job_id != P.LOCAL_JOB_ID:
-            # tell the cloud, so its queue never waits on this job (§6.1)
-            self._emit("job", {"serialNumber": self.serial, "jobId": job_id,
-                               "state": "canceled", "printSeconds": 0,
-                               "filamentUsed": 0, "bytesRead": 0,
-                               "fileSize": 0})
-
-    def _download_progress_cb(self):
-        shown = [-PROGRESS_CONSOLE_STEP]
-
-        def progress(done, total):
-            # runs on the download thread: hand over to the connector thread
-            percent = 100. * done / total if total else None
-
-            def apply():
-                self.jobs.download_progress(percent)
-                if percent is not None and \
-                        percent >= shown[0] + PROGRESS_CONSOLE_STEP:
-                    shown[0] = percent - percent % PROGRESS_CONSOLE_STEP
-                    self.host.console(
-                        "Polar Cloud: downloading %.0f%% (%s of %s)" % (
-                            percent, download.format_size(done),
-                            download.format_size(total)))
-            self.post("call", apply)
-        return progress
-
-    def _run_download(self, job_download):
-        """Download thread: waits on the worker process, reports back."""
-        try:
-            result = job_download.run()
-            self.post("call", lambda: self._download_done(job_download,
-                                                          result, None))
-        except download.DownloadError as e:
-            error = str(e)
-            self.post("call", lambda: self._download_done(job_download,
-                                                          None, error))
-
-    def _download_done(self, job_download, result, error):
-        if job_download is not self.download:
-            return
-        self.download = None
-        job = self.jobs.job
-        if error is not None or job is None:
-            if job_download.cancelled:
-                log.info("polar_cloud: download cancelled")
-                if job and job.get("downloading"):
-                    self.jobs.cancel_download()
-            else:
-                self._cloud_job_failed("download failed: %s" % (error,))
-            self.cadence.force()
-            return
-        rel = "polar_cloud/" + result["filename"]
-        self.jobs.download_done(rel, time.monotonic())
-        self.cadence.force()
-
-        def started(error):
-            if error is not None:
-                download.remove_quietly(result["path"])
-                self.post("call", lambda: self._cloud_job_failed(
-                    "could not start the print: %s" % (error,)))
-        self.host.start_print(rel, started)
-
-    def _cloud_job_failed(self, why):
-        job = self.jobs.job
-        log.info("polar_cloud: cloud job %s failed: %s",
-                 job and job.get("id"), why)
-        self.host.console("Polar Cloud: job %s failed: %s"
-                          % (job and job.get("id"), why))
-        self.jobs.cloud_job_failed()
-        self.cadence.force()
+    def _on_cancel(self, data):
+        self.prints.on_cancel(data)
 
     # --- reporting ------------------------------------------------------
 

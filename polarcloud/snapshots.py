@@ -2,10 +2,6 @@
 
 Times are the caller's monotonic clock, passed in so tests need no sleeps.
 """
-import logging
-
-log = logging.getLogger("polar_cloud")
-
 TYPES = ("idle", "printing", "timelapse")
 DEFAULT_MAX_SIZE = 150000
 EXPIRY_MARGIN = 30.     # ask again this long before a URL expires
@@ -27,7 +23,7 @@ class UploadUrls:
         if self.get(kind, job_id, now) is not None:
             return False
         asked = self.in_flight.get(kind)
-        return asked is None or asked[1] != job_id \
+        return asked is None or str(asked[1]) != str(job_id) \
             or now - asked[0] > REQUEST_TIMEOUT
 
     def requested(self, kind, job_id, now):
@@ -35,48 +31,61 @@ class UploadUrls:
         self.in_flight[kind] = (now, job_id)
 
     def store(self, response, now):
-        """Keep a valid getUrlResponse; False for a failed or malformed one."""
-        if not isinstance(response, dict):
+        """Keep a valid getUrlResponse; False for a failed or malformed one.
+
+        A refused answer leaves the request in flight, so it is asked again
+        after REQUEST_TIMEOUT rather than on every tick.  An answer without
+        a job id belongs to the job it was asked for."""
+        entry = _parse_response(response)
+        if entry is None:
             return False
-        kind = response.get("type")
-        if kind not in TYPES:
-            return False
-        self.in_flight.pop(kind, None)
-        url = response.get("url")
-        fields = response.get("fields")
-        expires = response.get("expires")
-        if response.get("status") != "SUCCESS" \
-                or not isinstance(url, str) \
-                or not url.lower().startswith(("http://", "https://")) \
-                or not isinstance(fields, dict) \
-                or not all(isinstance(k, str) and isinstance(v, (str, int))
-                           for k, v in fields.items()) \
-                or isinstance(expires, bool) \
-                or not isinstance(expires, (int, float)) or expires <= 0:
-            return False
-        max_size = response.get("maxSize")
-        if isinstance(max_size, bool) or not isinstance(max_size, int) \
-                or max_size <= 0:
-            max_size = DEFAULT_MAX_SIZE
-        job_id = response.get("jobID", response.get("jobId"))
-        self.entries[kind] = {
-            "url": url, "fields": [[k, str(v)] for k, v in fields.items()],
-            "max_size": max_size,
-            "job_id": None if job_id is None else str(job_id),
-            "expires_at": now + expires - EXPIRY_MARGIN}
+        kind = response["type"]
+        asked = self.in_flight.pop(kind, None)
+        if entry["job_id"] is None and asked is not None:
+            entry["job_id"] = str(asked[1])
+        entry["expires_at"] = now + entry.pop("expires") - EXPIRY_MARGIN
+        self.entries[kind] = entry
         return True
 
     def get(self, kind, job_id, now):
         entry = self.entries.get(kind)
         if entry is None or now >= entry["expires_at"]:
             return None
-        if kind != "idle" and entry["job_id"] not in (None, job_id):
+        if kind != "idle" and entry["job_id"] not in (None, str(job_id)):
             return None
         return entry
 
     def clear(self):
         self.entries.clear()
         self.in_flight.clear()
+
+
+def _parse_response(response):
+    """The entry for a usable getUrlResponse, else None (reference §7.2)."""
+    if not isinstance(response, dict) or response.get("status") != "SUCCESS" \
+            or response.get("type") not in TYPES:
+        return None
+    url, fields = response.get("url"), response.get("fields")
+    if not isinstance(url, str) \
+            or not url.lower().startswith(("http://", "https://")) \
+            or not isinstance(fields, dict) \
+            or not all(isinstance(k, str) and isinstance(v, (str, int))
+                       for k, v in fields.items()) \
+            or not _positive(response.get("expires"), (int, float)):
+        return None
+    max_size = response.get("maxSize")
+    job_id = response.get("jobID", response.get("jobId"))
+    return {"url": url,
+            "fields": [[k, str(v)] for k, v in fields.items()],
+            "max_size": max_size if _positive(max_size, int)
+            else DEFAULT_MAX_SIZE,
+            "job_id": None if job_id is None else str(job_id),
+            "expires": response["expires"]}
+
+
+def _positive(value, types):
+    return isinstance(value, types) and not isinstance(value, bool) \
+        and value > 0
 
 
 class CameraHealth:
@@ -87,6 +96,7 @@ class CameraHealth:
     def __init__(self):
         self.failures = 0
         self.next_try = 0.
+        self.last_error = None
 
     def may_try(self, now):
         return now >= self.next_try
@@ -96,6 +106,7 @@ class CameraHealth:
         was_failing = self.failures > 0
         self.failures = 0
         self.next_try = 0.
+        self.last_error = None
         return was_failing
 
     def failed(self, now, message):
@@ -103,6 +114,7 @@ class CameraHealth:
         delay = min(self.MAX_RETRY, self.FIRST_RETRY * 2 ** self.failures)
         self.failures += 1
         self.next_try = now + delay
+        self.last_error = message
         return self.failures == 1
 
 

@@ -7,7 +7,8 @@ BAD_OPTIONS = [
     ("url: ftp://example.com", "must be an http:// or https:// URL"),
     ("printer_type: tricycle", "printer_type"),
     ("enable_debug: maybe", "enable_debug"),
-    ("state_dir: @CONFIG@/polar", "must not be inside the config folder"),
+    ("state_dir: @CONFIG@/polar", "which Moonraker serves"),
+    ("state_dir: @GCODES@/keys", "which Moonraker serves"),
     ("bogus_option: 1", "bogus_option"),
 ]
 
@@ -15,7 +16,8 @@ BAD_OPTIONS = [
 @pytest.mark.parametrize("extra,message", BAD_OPTIONS)
 def test_bad_option_is_a_config_error(installed, extra, message):
     h = PrinterHarness("http://127.0.0.1:9", moonraker=False)
-    h.write_printer_cfg(extra.replace("@CONFIG@", h.config_dir))
+    h.write_printer_cfg(extra.replace("@CONFIG@", h.config_dir).replace(
+        "@GCODES@", h.gcodes))
     try:
         h.start(want=("error",))
         assert message in h.info["state_message"]

@@ -133,8 +133,8 @@ def test_temperature_and_gcode_and_macros(online, printer, cloud):
     start = len(printer.klippy.output)
     cloud.emit("customCommand", {"serialNumber": serial,
                                  "command": "_HIDDEN_HELPER"}, serial=serial)
-    line = printer.klippy.wait_output(lambda l: "customCommand refused" in l,
-                                      start=start)
+    printer.klippy.wait_output(lambda l: "customCommand refused" in l,
+                               start=start)
     cloud.emit("command", {"serialNumber": serial,
                            "command": "M140 S0\nM104 S0"}, serial=serial)
     cloud.wait_for("status", lambda d: d.get("targetBed") == 0.0
