@@ -349,3 +349,14 @@ def test_bitmask_shows_the_stream_as_mainsail_does(h, v, rotation):
 ])
 def test_absolute_url(url, local_ip, port, want):
     assert camera.absolute_url(url, local_ip, default_port=port) == want
+
+
+def test_camera_down_is_a_camera_error():
+    from polarcloud.child import ChildError
+    with pytest.raises(ChildError) as e:
+        camera.take_and_upload({
+            "action": "snapshot", "snapshot_url": "http://127.0.0.1:9/snap",
+            "max_size": 150000, "camera_timeout": 2,
+            "upload": {"url": "http://127.0.0.1:9/up", "fields": []}},
+            timeout=30)
+    assert e.value.kind == "camera"

@@ -215,3 +215,59 @@ def test_unregister(conn, cloud):
     conn.request_unregister(replies.append)
     wait(lambda: replies, 10, "second reply")
     assert "not registered" in replies[0]["error"]
+
+
+def test_cloud_job_flow_and_send_next_print(tmp_path, cloud, monkeypatch):
+    """print -> download -> start -> complete: statuses, one job event and
+    sendNextPrint at the first 7 (continuous printing switched on)."""
+    cloud.start()
+    cloud.add_account(EMAIL, PIN)
+    started = []
+
+    class Host(RecordingHost):
+        def start_print(self, filename, reply):
+            started.append(filename)
+            reply(None)
+    host = Host()
+    c = C.CloudConnection(host, {
+        "url": cloud.url, "state_dir": str(tmp_path / "state"),
+        "gcode_dir": str(tmp_path / "gcodes" / "polar_cloud"),
+        "max_download_bytes": 10**6, "min_free_bytes": 0,
+        "status_interval": 1., "send_next_print": True})
+    c.host_ = host
+    c.start()
+    try:
+        c.push_snapshot(SNAP)
+        serial = online(c, cloud)
+        url = cloud.serve_file("flow.gcode", b"G28\nG1 X10 E1\n" * 100)
+        mark = cloud.mark()
+        cloud.emit("print", {"serialNumber": serial, "jobId": "J-7",
+                             "jobName": "flow", "gcodeFile": url},
+                   serial=serial)
+        wait(lambda: started, 15, "print started")
+        assert started == ["polar_cloud/flow_cloud_J-7.gcode"]
+        assert (tmp_path / "gcodes" / "polar_cloud" /
+                "flow_cloud_J-7.gcode").read_bytes().startswith(b"G28")
+        printing = dict(SNAP, state="printing", filename=started[0],
+                        print_duration=5., total_duration=6.,
+                        filament_used=12., file_position=700,
+                        file_size=1400, file_loads=1)
+        c.push_snapshot(printing)
+        cloud.wait_for("status", lambda d: d["status"] == 3, start=mark)
+        c.push_snapshot(dict(printing, state="complete", file_position=1400))
+        nxt = cloud.wait_for("sendNextPrint", start=mark, timeout=15)
+        assert nxt.data == {"serialNumber": serial}
+        c.push_snapshot(dict(printing, state="complete"))
+        cloud.wait_for("status", lambda d: d["status"] == 0, start=mark,
+                       timeout=15)
+        jobs = [r.data for r in cloud.events[mark:] if r.event == "job"]
+        assert jobs == [{"serialNumber": serial, "jobId": "J-7",
+                         "state": "completed", "printSeconds": 5,
+                         "filamentUsed": 12, "bytesRead": 1400,
+                         "fileSize": 1400}]
+        codes = [r.data["status"] for r in cloud.events[mark:]
+                 if r.event == "status"]
+        assert codes[codes.index(3):].count(5) == 3
+        assert [x for x in codes if x in (5, 7)] == [5, 5, 5, 7, 7, 7]
+    finally:
+        c.stop()
