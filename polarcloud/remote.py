@@ -38,7 +38,9 @@ class RemoteControl:
                                                         heater.max_temp)
         macros = {}
         for name, obj in self.printer.lookup_objects("gcode_macro"):
-            macros[name.split()[-1].upper()] = getattr(obj, "cmd_desc", "")
+            if " " in name:     # "gcode_macro" alone is the template helper
+                macros[name.split()[-1].upper()] = getattr(obj, "cmd_desc",
+                                                           "")
         self.command_list = commands.macro_list(macros,
                                                 self.configured_macros)
         if self.configured_macros:

@@ -52,7 +52,13 @@ def main():
         print("     curl -X POST -H 'Content-Type: application/json' -d"
               " '{\"script\":\"M140 S60\"}' %s/printer/gcode/script"
               % (printer.base_url,))
-        print("Ctrl-C to stop.\n")
+        print("In 5 s the emulated cloud sends a print job; Ctrl-C to stop.\n")
+        job = b"G28\nG90\nM83\n" + b"".join(
+            b"G1 X%d Y%d E0.05 F3000\n" % (50 + i % 100, 50 + i % 80)
+            for i in range(300))
+        job_url = cloud.serve_file("demo_cube.gcode", job)
+        job_at = time.monotonic() + 5.
+        serial = body.get("result", {}).get("serial")
         seen = 0
         try:
             while True:
@@ -60,6 +66,14 @@ def main():
                 for record in records[seen:]:
                     show(record)
                 seen = len(records)
+                if job_at and time.monotonic() > job_at and serial:
+                    job_at = None
+                    print("cloud -> print job DEMO-1 (%s)" % (job_url,))
+                    cloud.emit("print", {"serialNumber": serial,
+                                         "jobId": "DEMO-1",
+                                         "jobName": "Demo cube",
+                                         "gcodeFile": job_url},
+                               serial=serial)
                 time.sleep(0.5)
         except KeyboardInterrupt:
             print("\nstopping")
