@@ -94,6 +94,8 @@ class PolarCloud:
                                        self._handle_shutdown)
         printer.register_event_handler("klippy:disconnect",
                                        self._handle_disconnect)
+        printer.register_event_handler("klippy:firmware_restart",
+                                       self._handle_disconnect)
         printer.register_event_handler("virtual_sdcard:reset_file",
                                        self._handle_file_load)
         for cmd in ("POLAR_REGISTER", "POLAR_STATUS", "POLAR_UNREGISTER"):
@@ -201,13 +203,24 @@ class PolarCloud:
     # --- host callbacks (called on the connector thread) ----------------
 
     def in_reactor(self, callback):
+        """Run callback on the reactor; False if this printer is gone."""
         if self.closed:
-            return
+            return False
         try:
             self.reactor.register_async_callback(lambda et: callback())
         except Exception:
-            # the reactor of a printer that is restarting; nothing to do
-            logging.debug("polar_cloud: reactor gone", exc_info=True)
+            # A finalized reactor (Klippy restarted without telling us, e.g.
+            # when a firmware_restart handler failed): end this connection
+            # so the new printer object's is the only one.
+            logging.info("polar_cloud: Klippy restarted; old connection"
+                         " closed")
+            self.closed = True
+            self.conn.request_stop()
+            return False
+        return True
+
+    def check_alive(self):
+        self.in_reactor(lambda: None)
 
     def publish(self, info):
         self.in_reactor(lambda: setattr(self, "info", info))

@@ -39,6 +39,7 @@ CONNECT_TIMEOUT = 10.
 HELLO_FAILED_RETRY = 300.
 UPDATE_STATUS_TIME = 600.   # report 8 this long after asking for an update
 MAX_CHALLENGE = 4096
+ALIVE_CHECK_INTERVAL = 2.
 # Printer commands the reactor carries out (see klippy_extras/polar_cloud.py)
 REACTOR_COMMANDS = frozenset([
     "pause", "resume", "command", "temperature", "jogPrinter",
@@ -111,6 +112,7 @@ class CloudConnection:
         self.challenge = None
         self.connected_at = None
         self.next_attempt = 0.
+        self.next_alive_check = 0.
         self.snapshot = None
         self.last_status = None
         self.last_error = None
@@ -145,6 +147,18 @@ class CloudConnection:
         self.inbox.put_nowait(("wake",))
         if self.thread is not None:
             self.thread.join(timeout)
+            if self.thread.is_alive():
+                import sys, traceback
+                frame = sys._current_frames().get(self.thread.ident)
+                log.warning("polar_cloud: connector thread still busy at"
+                            " shutdown:\n%s", "".join(
+                                traceback.format_stack(frame)) if frame
+                            else "?")
+
+    def request_stop(self):
+        """Stop without waiting (safe from the connector thread itself)."""
+        self.stopping.set()
+        self.inbox.put_nowait(("wake",))
 
     def push_snapshot(self, snap, force=False):
         self.inbox.put_nowait(("snapshot", snap, force))
@@ -219,6 +233,12 @@ class CloudConnection:
             self.cadence.force()
 
     def _tick(self, now):
+        if now >= self.next_alive_check:
+            # a thread outliving its printer object must notice and stop
+            self.next_alive_check = now + ALIVE_CHECK_INTERVAL
+            self.host.check_alive()
+            if self.stopping.is_set():
+                return
         if self._wants_connection() and not self.sio_connected \
                 and now >= self.next_attempt:
             self._connect()

@@ -35,6 +35,9 @@ class RecordingHost:
     def online(self):
         pass
 
+    def check_alive(self):
+        pass
+
     def cloud_command(self, event, data):
         self.commands.append((event, data))
 

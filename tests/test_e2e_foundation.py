@@ -41,6 +41,14 @@ def test_register_restart_hello_status(fresh_printer, cloud):
     connects = [r for r in cloud.events[mark:] if r.event == "connect"]
     assert len(connects) == 1, cloud._summary(mark)
     assert len(cloud.connected_sids()) == 1
+    # any number of restarts: still exactly one connection
+    for command in ("FIRMWARE_RESTART", "RESTART", "RESTART"):
+        printer.restart(command)
+    mark = cloud.mark()
+    printer.wait_polar(lambda s: s["connected"], what="online")
+    time.sleep(2.)
+    assert len(cloud.connected_sids()) == 1
+    assert len(cloud.authenticated_sids(serial)) == 1
     # M140 S60 reaches the cloud as targetBed 60 within the cadence
     mark = cloud.mark()
     printer.klippy.gcode("M140 S60")
