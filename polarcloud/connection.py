@@ -16,8 +16,10 @@ import logging
 import queue
 import random
 import socket
+import sys
 import threading
 import time
+import traceback
 import urllib.parse
 import uuid
 
@@ -148,7 +150,6 @@ class CloudConnection:
         if self.thread is not None:
             self.thread.join(timeout)
             if self.thread.is_alive():
-                import sys, traceback
                 frame = sys._current_frames().get(self.thread.ident)
                 log.warning("polar_cloud: connector thread still busy at"
                             " shutdown:\n%s", "".join(
@@ -368,12 +369,10 @@ class CloudConnection:
     def _disconnect(self):
         client, self.client = self.client, None
         self.generation += 1   # ignore whatever the old client still says
-        was_online = self.authenticated
         self.sio_connected = self.authenticated = False
         self.challenge = None
         if client is not None:
             self._close_client(client)
-        return was_online
 
     def _drop_connection(self, retry_in):
         self._disconnect()
@@ -399,8 +398,10 @@ class CloudConnection:
         if event == "connect":
             return
         if event == "disconnect":
-            was_online = self._disconnect()
-            delay = 0. if not was_online else self.backoff.next_delay()
+            # our own disconnects are never seen here (stale generation):
+            # this one is the cloud's or the network's, so back off
+            self._disconnect()
+            delay = self.backoff.next_delay()
             self._log_error("disconnect", "connection to Polar Cloud lost;"
                             " reconnecting")
             self.next_attempt = time.monotonic() + delay
