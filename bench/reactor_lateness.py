@@ -8,7 +8,8 @@ lateness (p50/p99/max) and Klippy's RSS for each scenario:
   register            registration: key generation + signing (child process)
   online-idle         registered, statuses flowing
   download-50MB       a 50 MB cloud print download at loopback speed
-  snapshots           (when a camera is configured) snapshot uploads
+  snapshots           a 4000x3000 camera image fetched, shrunk to 150 kB
+                      and uploaded every 5 s
 
 usage: .venv/bin/python bench/reactor_lateness.py [--seconds 10]
 """
@@ -23,6 +24,7 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
 from harness import PrinterHarness, SITE, install_into_venv  # noqa: E402
 from polar_emulator import PolarEmulator  # noqa: E402
+from imagetools import pattern_jpeg  # noqa: E402
 
 EMAIL, PIN = "bench@example.com", "1234"
 
@@ -64,8 +66,10 @@ def main():
     cloud = PolarEmulator().start()
     cloud.add_account(EMAIL, PIN)
     results = []
-    with PrinterHarness(cloud.url, polar_extra="[polar_bench_probe]",
-                        ) as h:
+    snapshot_url = cloud.serve_file("bench.jpg", b"")
+    camera = ("snapshot_url: %s\nidle_snapshot_interval: 5\n"
+              "[polar_bench_probe]" % (snapshot_url,))
+    with PrinterHarness(cloud.url, polar_extra=camera) as h:
         time.sleep(1.)
         results.append(measure(h, "idle-unregistered", args.seconds))
 
@@ -89,6 +93,12 @@ def main():
             h.klippy.gcode("CANCEL_PRINT")
         except Exception:
             pass
+
+        def camera_on():
+            cloud.serve_file("bench.jpg", pattern_jpeg())
+        uploads = len(cloud.uploads)
+        results.append(measure(h, "snapshots", args.seconds, camera_on))
+        print("  (%d snapshots uploaded)" % (len(cloud.uploads) - uploads,))
     cloud.close()
     out = os.path.join(ROOT, "bench", "results")
     os.makedirs(out, exist_ok=True)

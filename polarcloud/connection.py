@@ -112,6 +112,8 @@ class CloudConnection:
         self.sio_connected = False
         self.authenticated = False
         self.challenge = None
+        self.welcomed = False
+        self.hello_pending = False
         self.connected_at = None
         self.next_attempt = 0.
         self.next_alive_check = 0.
@@ -356,6 +358,7 @@ class CloudConnection:
         self.sio_connected = True
         self.authenticated = False
         self.challenge = None
+        self.welcomed = self.hello_pending = False
         self.connected_at = time.monotonic()
         self.cadence.reset()
         log.info("polar_cloud: connected to %s", self.url)
@@ -371,6 +374,7 @@ class CloudConnection:
         self.generation += 1   # ignore whatever the old client still says
         self.sio_connected = self.authenticated = False
         self.challenge = None
+        self.welcomed = self.hello_pending = False
         if client is not None:
             self._close_client(client)
 
@@ -425,6 +429,12 @@ class CloudConnection:
             log.debug("polar_cloud: ignored unknown event %s", event)
 
     def _on_welcome(self, data):
+        # one welcome per connection: a later one is ignored, never a
+        # reason to register or say hello again
+        if self.welcomed:
+            log.debug("polar_cloud: ignored a second welcome")
+            return
+        self.welcomed = True
         challenge = data.get("challenge") if isinstance(data, dict) else None
         if not isinstance(challenge, str) or not challenge \
                 or len(challenge) > MAX_CHALLENGE:
@@ -452,10 +462,15 @@ class CloudConnection:
         hello = P.build_hello(self.serial, signature, self._identity(),
                               self.camera)
         self.hello_camera = self._camera_in_hello()
+        self.hello_pending = True
         self.emit("hello", hello)
         self._publish()
 
     def _on_helloResponse(self, data):
+        if not self.hello_pending:
+            log.debug("polar_cloud: ignored an unexpected helloResponse")
+            return
+        self.hello_pending = False
         status = data.get("status") if isinstance(data, dict) else data
         message = data.get("message") if isinstance(data, dict) else None
         if status == "SUCCESS":

@@ -184,7 +184,10 @@ class PrinterHarness:
             self.klippy.gcode(command, timeout=5.)
         except Exception:
             pass    # Klippy drops API connections while restarting
-        time.sleep(0.3)
+        # the old printer object lives on until its moves are done: wait for
+        # it to close our connection, or we would talk to it, not the new one
+        if not self.klippy.eof.wait(30.):
+            raise TimeoutError("Klippy did not restart")
         self.wait_klippy()
         if self.use_moonraker:
             self.wait_moonraker()

@@ -17,6 +17,7 @@ class KlippyAPI:
         self.lock = threading.Lock()
         self.closed = False
         self.output = []      # console lines, once subscribe_output() ran
+        self.eof = threading.Event()   # Klippy closed the connection
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -38,6 +39,7 @@ class KlippyAPI:
                     waiter.put(msg)
                 elif msg.get("key") == "console":
                     self.output.append(msg["params"]["response"])
+        self.eof.set()
         for waiter in list(self.pending.values()):
             waiter.put({"error": {"message": "klippy connection closed"}})
 

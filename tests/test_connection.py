@@ -10,9 +10,11 @@ import time
 
 import pytest
 
+from conftest import EMAIL, PIN
 from polarcloud import connection as C
 
-EMAIL, PIN = "conn@example.com", "4321"
+# EMAIL/PIN: the session's account. Every printer on this host shares one
+# MAC, so a second account would get FORBIDDEN answers in later tests.
 
 
 class RecordingHost:
