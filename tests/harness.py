@@ -184,10 +184,17 @@ class PrinterHarness:
             self.klippy.gcode(command, timeout=5.)
         except Exception:
             pass    # Klippy drops API connections while restarting
-        # the old printer object lives on until its moves are done: wait for
-        # it to close our connection, or we would talk to it, not the new one
-        if not self.klippy.eof.wait(30.):
-            raise TimeoutError("Klippy did not restart")
+        # The old printer object lives on until its moves are done: wait
+        # until it closes our connection (or, when Klippy skipped its
+        # disconnect, stops answering it), else we would talk to it.
+        deadline = time.monotonic() + 30.
+        while not self.klippy.eof.wait(0.2):
+            try:
+                self.klippy.call("info", timeout=1.)
+            except Exception:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("Klippy did not restart")
         self.wait_klippy()
         if self.use_moonraker:
             self.wait_moonraker()
