@@ -62,11 +62,12 @@ def register(printer, cloud, email=EMAIL, pin=PIN):
 @pytest.fixture
 def online(fresh_printer, cloud):
     """The session printer registered and online; returns its serial."""
+    mark = cloud.mark()
     serial = register(fresh_printer, cloud)["serial"]
     fresh_printer.wait_polar(lambda s: s["connected"], what="online")
-    cloud.wait_for("customCommandList", timeout=10,
-                   pred=lambda d: d.get("serialNumber") == serial,
-                   start=cloud.mark() - 20 if cloud.mark() > 20 else 0)
+    # online means the post-hello messages have gone out too
+    cloud.wait_for("customCommandList", timeout=10, start=mark,
+                   pred=lambda d: d.get("serialNumber") == serial)
     return serial
 
 
