@@ -66,10 +66,9 @@ def main():
     cloud = PolarEmulator().start()
     cloud.add_account(EMAIL, PIN)
     results = []
-    snapshot_url = cloud.serve_file("bench.jpg", b"")
-    camera = ("snapshot_url: %s\nidle_snapshot_interval: 5\n"
-              "[polar_bench_probe]" % (snapshot_url,))
-    with PrinterHarness(cloud.url, polar_extra=camera) as h:
+    snapshot_url = cloud.serve_file("bench.jpg", pattern_jpeg())
+    options = "idle_snapshot_interval: 5\n[polar_bench_probe]"
+    with PrinterHarness(cloud.url, polar_extra=options) as h:
         time.sleep(1.)
         results.append(measure(h, "idle-unregistered", args.seconds))
 
@@ -95,9 +94,12 @@ def main():
             pass
 
         def camera_on():
-            cloud.serve_file("bench.jpg", pattern_jpeg())
+            # what the Moonraker shim does when a webcam is configured
+            h.klippy.call("polar_cloud/webcam", {"webcam": {
+                "snapshot_url": snapshot_url, "rotation": 90}})
         uploads = len(cloud.uploads)
-        results.append(measure(h, "snapshots", args.seconds, camera_on))
+        results.append(measure(h, "snapshots", max(args.seconds, 20.),
+                               camera_on))
         print("  (%d snapshots uploaded)" % (len(cloud.uploads) - uploads,))
     cloud.close()
     out = os.path.join(ROOT, "bench", "results")
