@@ -728,6 +728,8 @@ class CloudConnection:
 
     def _log_error(self, key, message):
         self.last_error = message
+        if len(self.logged_errors) > 100:
+            self.logged_errors.clear()    # keep memory bounded in outages
         if (key, message) not in self.logged_errors:
             self.logged_errors.add((key, message))
             log.info("polar_cloud: %s", message)
