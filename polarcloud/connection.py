@@ -42,6 +42,7 @@ HELLO_FAILED_RETRY = 300.
 UPDATE_STATUS_TIME = 600.   # report 8 this long after asking for an update
 MAX_CHALLENGE = 4096
 ALIVE_CHECK_INTERVAL = 2.
+WEBCAM_WAIT = 5.    # at start, wait this long for Moonraker's webcam
 # Printer commands the reactor carries out (see klippy_extras/polar_cloud.py)
 REACTOR_COMMANDS = frozenset([
     "pause", "resume", "command", "temperature", "jogPrinter",
@@ -127,6 +128,9 @@ class CloudConnection:
         self.camera = {}
         self.hello_camera = None
         self.webcam = None
+        # hello is the only place the cloud learns the camera: give the
+        # Moonraker shim a moment to hand it over before the first hello
+        self.webcam_wait_until = 0. if settings.get("camera") else None
         self.uploads = CameraUploads(self.emit,
                                      lambda fn: self.post("call", fn),
                                      settings)
@@ -224,6 +228,7 @@ class CloudConnection:
             self._send_online_extras()
         elif kind == "webcam":
             self.webcam = item[1]
+            self.webcam_wait_until = 0.
             self._refresh_camera()
         elif kind == "timelapse":
             self.uploads.on_timelapse(item[1], item[2], self.jobs,
@@ -242,8 +247,11 @@ class CloudConnection:
             self.host.check_alive()
             if self.stopping.is_set():
                 return
+        if self.webcam_wait_until is None:
+            self.webcam_wait_until = now + WEBCAM_WAIT
         if self._wants_connection() and not self.sio_connected \
-                and now >= self.next_attempt:
+                and now >= self.next_attempt \
+                and (now >= self.webcam_wait_until or self.pending_register):
             self._connect()
         if self.sio_connected and not self.authenticated \
                 and self.pending_register is None \

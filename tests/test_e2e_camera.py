@@ -59,6 +59,9 @@ def test_hello_carries_camera_from_moonraker_webcam(cam, cloud):
                            start=cam.mark0, timeout=20)
     assert hello.data["camUrl"] == "http://127.0.0.1/webcam/?action=stream"
     assert hello.data["transformImg"] == 1 and hello.data["camOff"] == 0
+    # the webcam was known before the first hello: no reconnect to fix it
+    assert [r.data.get("camUrl") for r in cloud.records("hello")
+            if r.t >= cloud.events[cam.mark0].t] == [hello.data["camUrl"]]
 
 
 def test_snapshot_fits_is_flipped_and_fields_come_first(cam, cloud):
