@@ -110,7 +110,6 @@ class CloudConnection:
         self.state = {}
         self.client = None
         self.generation = 0
-        self.sio_connected = False
         self.authenticated = False
         self.challenge = None
         self.welcomed = False
@@ -177,7 +176,7 @@ class CloudConnection:
         self.inbox.put_nowait(("unregister", reply, force))
 
     def post(self, *item):
-        """Other work for the thread (used by extensions)."""
+        """Hand an item to the connector thread (see _dispatch)."""
         self.inbox.put_nowait(item)
 
     # --- thread main loop ----------------------------------------------
@@ -288,6 +287,10 @@ class CloudConnection:
         self._publish()
 
     @property
+    def sio_connected(self):
+        return self.client is not None
+
+    @property
     def serial(self):
         return self.state.get("serial")
 
@@ -363,7 +366,6 @@ class CloudConnection:
             return
         self.client = client
         self.uploads.reset_connection()
-        self.sio_connected = True
         self.authenticated = False
         self.challenge = None
         self.welcomed = self.hello_pending = False
@@ -380,7 +382,7 @@ class CloudConnection:
     def _disconnect(self):
         client, self.client = self.client, None
         self.generation += 1   # ignore whatever the old client still says
-        self.sio_connected = self.authenticated = False
+        self.authenticated = False
         self.challenge = None
         self.welcomed = self.hello_pending = False
         if client is not None:
