@@ -4,10 +4,11 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 #
-# Thin Klippy side: config, G-code commands, webhooks endpoints and a 1 Hz
-# snapshot of printer state.  The cloud connection, keys, downloads and
-# camera work live in the plain-Python "polarcloud" package next to this
-# file (found through the install symlink) and run off the reactor thread.
+# Thin Klippy side: config, G-code commands, webhooks endpoints, printer
+# samples, and the reactor end of the connector's Host interface.  The
+# cloud connection, keys, downloads and camera work live in the
+# plain-Python "polarcloud" package next to this file (found through the
+# install symlink) and run off the reactor thread.
 import logging
 import os
 import re
@@ -15,80 +16,43 @@ import sys
 
 sys.path.append(os.path.dirname(os.path.dirname(
     os.path.realpath(__file__))))
-from polarcloud import connection as pc_connection  # noqa: E402
-from polarcloud import remote as pc_remote  # noqa: E402
+from polarcloud import host as pc_host  # noqa: E402
+from polarcloud import settings as pc_settings  # noqa: E402
+from polarcloud.connector import connection as pc_connection  # noqa: E402
+from polarcloud.connector import registration as pc_registration  # noqa: E402
+from polarcloud.reactor import remote as pc_remote  # noqa: E402
+from polarcloud.reactor import sampler as pc_sampler  # noqa: E402
+from polarcloud.text import clean  # noqa: E402
 
-DEFAULT_URL = "https://printer4.polar3d.com"
-PRINTER_TYPES = ("cartesian", "delta", "belt")
-SNAPSHOT_INTERVAL = 1.
-WEBHOOK_REGISTER_TIMEOUT = 150.
-WEBHOOK_UNREGISTER_TIMEOUT = 45.
-HEATER_KEYS = (("tool0", "extruder"), ("tool1", "extruder1"),
-               ("bed", "heater_bed"), ("chamber", "chamber"))
+Settings = pc_settings.Settings
+SAMPLE_INTERVAL = 1.
+# the connector answers within its budget; these only guard against a lost
+# reply (Klippy's endpoint waits a little longer than the connector)
+WEBHOOK_REGISTER_TIMEOUT = pc_registration.REGISTER_TIMEOUT + 15.
+WEBHOOK_UNREGISTER_TIMEOUT = pc_registration.UNREGISTER_TIMEOUT + 15.
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
+MAX_LOGGED_FAILURES = 20
 
 
-class PolarCloud:
+class PolarCloud(pc_host.Host):
     def __init__(self, config):
         self.printer = printer = config.get_printer()
         self.reactor = printer.get_reactor()
         self.name = config.get_name()
-        url = config.get("url", DEFAULT_URL).strip()
-        if not re.match(r"^https?://[^/\s]+", url):
-            raise config.error("Option 'url' in section '%s' must be an"
-                               " http:// or https:// URL" % (self.name,))
-        # a dict: older Klipper releases accept no list here
-        self.printer_type = config.getchoice(
-            "printer_type", {t: t for t in PRINTER_TYPES}, "cartesian")
-        self.printer_make = config.get("printer_make", "").strip()
-        self.camera_url = config.get("camera_url", "").strip() or None
-        self.snapshot_url = config.get("snapshot_url", "").strip() or None
-        camera = {"stream_url": self.camera_url,
-                  "snapshot_url": self.snapshot_url,
-                  "flip_horizontal": config.getboolean("flip_horizontal",
-                                                       False),
-                  "flip_vertical": config.getboolean("flip_vertical", False),
-                  "rotation": config.getchoice(
-                      "rotation", {"0": 0, "90": 90, "180": 180, "270": 270},
-                      "0")}
-        snapshot_interval = config.getfloat("idle_snapshot_interval", 300.,
-                                            minval=5.)
-        max_image = config.getint("max_image_size", 150000, minval=10000)
-        debug = config.getboolean("enable_debug", False)
-        max_mb = config.getint("max_download_size", 1024, minval=1)
-        min_free_mb = config.getint("min_free_space", 100, minval=0)
-        send_next = config.getboolean("send_next_print", False)
-        status_interval = config.getfloat("status_interval", 10., minval=1.,
-                                          maxval=60.)
-        sdcard_dir = config.getsection("virtual_sdcard").get("path", None)
-        if sdcard_dir:
-            sdcard_dir = os.path.abspath(os.path.expanduser(sdcard_dir))
-        state_dir = self._state_dir(config, sdcard_dir)
-        gcode_dir = os.path.join(sdcard_dir, "polar_cloud") \
-            if sdcard_dir else None
-        self.remote = pc_remote.RemoteControl(self, config)
-        self.conn = pc_connection.CloudConnection(self, {
-            "url": url.rstrip("/"), "state_dir": state_dir, "debug": debug,
-            "printer_type": self.printer_type,
-            "printer_make": self.printer_make, "gcode_dir": gcode_dir,
-            "max_download_bytes": max_mb * 1024 * 1024,
-            "min_free_bytes": min_free_mb * 1024 * 1024,
-            "send_next_print": send_next, "status_interval": status_interval,
-            "camera": camera if (self.camera_url or self.snapshot_url)
-            else None,
-            "idle_snapshot_interval": snapshot_interval,
-            "max_image_size": max_image})
+        self.settings = self._read_settings(config)
+        self.gcode = printer.lookup_object("gcode")
+        self.sampler = pc_sampler.PrinterSampler(printer)
+        self.remote = pc_remote.RemoteControl(printer, self.gcode,
+                                              self.settings)
+        self.conn = pc_connection.CloudConnection(self, self.settings)
         self.info = {"state": "starting", "connected": False,
                      "registered": False, "serial": None,
                      "last_status": None, "last_error": None}
         self.closed = False
         self.started = False
-        self.print_stats = self.sdcard = None
-        self.heaters = []
-        self.file_loads = 0
-        self.gcode = printer.lookup_object("gcode")
-        self.snapshot_timer = self.reactor.register_timer(
-            self._snapshot_event, self.reactor.NOW)
+        self.failures = 0
+        self.sample_timer = self.reactor.register_timer(
+            self._sample_event, self.reactor.NOW)
         printer.register_event_handler("klippy:ready", self._handle_ready)
         printer.register_event_handler("klippy:shutdown",
                                        self._handle_shutdown)
@@ -96,24 +60,67 @@ class PolarCloud:
                                        self._handle_disconnect)
         printer.register_event_handler("klippy:firmware_restart",
                                        self._handle_disconnect)
-        printer.register_event_handler("virtual_sdcard:reset_file",
-                                       self._handle_file_load)
         for cmd in ("POLAR_REGISTER", "POLAR_STATUS", "POLAR_UNREGISTER"):
             self.gcode.register_command(
                 cmd, getattr(self, "cmd_" + cmd), when_not_ready=True,
                 desc=getattr(self, "cmd_" + cmd + "_help"))
         webhooks = printer.lookup_object("webhooks")
-        webhooks.register_endpoint("polar_cloud/status",
-                                   self._handle_status_request)
-        webhooks.register_endpoint("polar_cloud/register",
-                                   self._handle_register_request)
-        webhooks.register_endpoint("polar_cloud/unregister",
-                                   self._handle_unregister_request)
-        webhooks.register_endpoint("polar_cloud/update_state",
-                                   self._handle_update_state)
-        webhooks.register_endpoint("polar_cloud/webcam", self._handle_webcam)
-        webhooks.register_endpoint("polar_cloud/timelapse",
-                                   self._handle_timelapse)
+        for endpoint, handler in (
+                ("status", self._handle_status_request),
+                ("register", self._handle_register_request),
+                ("unregister", self._handle_unregister_request),
+                ("update_state", self._handle_update_state),
+                ("webcam", self._handle_webcam),
+                ("timelapse", self._handle_timelapse)):
+            webhooks.register_endpoint("polar_cloud/" + endpoint, handler)
+
+    def _read_settings(self, config):
+        D = Settings
+        url = config.get("url", D.url).strip().rstrip("/")
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise config.error("Option 'url' in section '%s' must be an"
+                               " http:// or https:// URL" % (self.name,))
+        # dicts for getchoice: older Klipper releases accept no list here
+        rotations = {str(r): r for r in pc_settings.ROTATIONS}
+        macros = config.get("custom_commands", None)
+        sdcard_dir = config.getsection("virtual_sdcard").get("path", None)
+        if sdcard_dir:
+            sdcard_dir = os.path.abspath(os.path.expanduser(sdcard_dir))
+        return Settings(
+            url=url,
+            state_dir=self._state_dir(config, sdcard_dir),
+            gcode_dir=os.path.join(sdcard_dir, "polar_cloud")
+            if sdcard_dir else None,
+            enable_debug=config.getboolean("enable_debug", D.enable_debug),
+            printer_type=config.getchoice(
+                "printer_type", {t: t for t in pc_settings.PRINTER_TYPES},
+                D.printer_type),
+            printer_make=config.get("printer_make", D.printer_make).strip(),
+            camera_url=config.get("camera_url", D.camera_url).strip(),
+            snapshot_url=config.get("snapshot_url", D.snapshot_url).strip(),
+            flip_horizontal=config.getboolean("flip_horizontal",
+                                              D.flip_horizontal),
+            flip_vertical=config.getboolean("flip_vertical", D.flip_vertical),
+            rotation=config.getchoice("rotation", rotations,
+                                      str(D.rotation)),
+            idle_snapshot_interval=config.getfloat(
+                "idle_snapshot_interval", D.idle_snapshot_interval,
+                minval=5.),
+            max_image_size=config.getint("max_image_size", D.max_image_size,
+                                         minval=10000),
+            max_download_size=config.getint(
+                "max_download_size", D.max_download_size, minval=1),
+            min_free_space=config.getint("min_free_space", D.min_free_space,
+                                         minval=0),
+            send_next_print=config.getboolean("send_next_print",
+                                              D.send_next_print),
+            status_interval=config.getfloat(
+                "status_interval", D.status_interval, minval=1., maxval=60.),
+            allow_gcode_commands=config.getboolean(
+                "allow_gcode_commands", D.allow_gcode_commands),
+            custom_commands=None if macros is None else tuple(
+                m.strip() for m in macros.replace("\n", ",").split(",")
+                if m.strip()))
 
     def _state_dir(self, config, sdcard_dir):
         args = self.printer.get_start_args()
@@ -138,22 +145,12 @@ class PolarCloud:
     # --- lifecycle ------------------------------------------------------
 
     def _handle_ready(self):
-        self.print_stats = self.printer.lookup_object("print_stats", None)
-        self.sdcard = self.printer.lookup_object("virtual_sdcard", None)
-        pheaters = self.printer.lookup_object("heaters", None)
-        self.heaters = []
-        if pheaters is not None:
-            names = [n.split()[-1] for n in pheaters.get_status(
-                self.reactor.monotonic())["available_heaters"]]
-            for key, name in HEATER_KEYS:
-                if name in names:
-                    self.heaters.append((key, pheaters.lookup_heater(name)))
+        self.sampler.handle_ready()
         self.remote.handle_ready()
-        self.reactor.update_timer(self.snapshot_timer, self.reactor.NOW)
+        self.reactor.update_timer(self.sample_timer, self.reactor.NOW)
 
     def _handle_shutdown(self):
-        self.conn.push_snapshot(self._snapshot(self.reactor.monotonic()),
-                                force=True)
+        self._push_fresh_sample()
 
     def _handle_disconnect(self):
         # RESTART/FIRMWARE_RESTART build a new printer in this process: the
@@ -161,84 +158,92 @@ class PolarCloud:
         self.closed = True
         self.conn.stop(timeout=5.)
 
-    def _handle_file_load(self):
-        self.file_loads += 1
+    # --- samples (reactor) ----------------------------------------------
 
-    # --- snapshots (reactor) --------------------------------------------
-
-    def _snapshot(self, eventtime):
-        msg, state = self.printer.get_state_message()
-        snap = {"klippy": state, "file_loads": self.file_loads,
-                "message": msg.strip() if state != "ready" else None}
-        if state == "ready" and self.print_stats is not None:
-            ps = self.print_stats.get_status(eventtime)
-            snap.update(state=ps["state"], filename=ps["filename"],
-                        print_duration=ps["print_duration"],
-                        total_duration=ps["total_duration"],
-                        filament_used=ps["filament_used"],
-                        message=ps.get("message") or None)
-            if self.sdcard is not None:
-                sd = self.sdcard.get_status(eventtime)
-                snap.update(file_position=sd["file_position"],
-                            file_size=sd["file_size"])
-        temps = {}
-        for key, heater in self.heaters:
-            temp, target = heater.get_temp(eventtime)
-            temps[key] = (temp, target)
-        snap["temps"] = temps
-        return snap
-
-    def _snapshot_event(self, eventtime):
+    def _sample_event(self, eventtime):
         if not self.started:
             self.started = True
             self.conn.start()
-        self.conn.push_snapshot(self._snapshot(eventtime))
-        return eventtime + SNAPSHOT_INTERVAL
+        sample = self.sampler.changed(eventtime)
+        if sample is not None:
+            self.conn.push_sample(sample)
+        return eventtime + SAMPLE_INTERVAL
 
-    def push_fresh_snapshot(self):
-        """After a cloud command: report its effect at once."""
-        self.conn.push_snapshot(self._snapshot(self.reactor.monotonic()),
-                                force=True)
+    def _push_fresh_sample(self):
+        """After cloud commands or a shutdown: report the effect at once."""
+        self.conn.push_sample(self.sampler.fresh(self.reactor.monotonic()),
+                              force=True)
 
-    # --- host callbacks (called on the connector thread) ----------------
+    # --- Host: called on the connector thread ---------------------------
 
-    def in_reactor(self, callback):
-        """Run callback on the reactor; False if this printer is gone."""
+    def _in_reactor(self, callback, *args):
+        """Run callback(*args) on the reactor, guarded: nothing from the
+        cloud may raise into Klippy (an exception escaping a reactor
+        callback shuts it down).  False if this printer is gone."""
         if self.closed:
             return False
+
+        def run(eventtime):
+            try:
+                callback(*args)
+            except Exception:
+                self.failures += 1
+                if self.failures <= MAX_LOGGED_FAILURES:
+                    logging.exception("polar_cloud: error on the reactor")
         try:
-            self.reactor.register_async_callback(lambda et: callback())
+            self.reactor.register_async_callback(run)
         except Exception:
             # A finalized reactor (Klippy restarted without telling us, e.g.
             # when a firmware_restart handler failed): end this connection
             # so the new printer object's is the only one.
-            logging.info("polar_cloud: Klippy restarted; old connection"
-                         " closed")
             self.closed = True
             self.conn.request_stop()
             return False
         return True
 
     def check_alive(self):
-        self.in_reactor(lambda: None)
+        # reactor.finalize() drops the wake-up pipe when Klippy restarts;
+        # reading it costs the reactor nothing (unlike a callback)
+        if getattr(self.reactor, "_pipe_fds", ()) is None:
+            self.closed = True
+        return not self.closed
 
     def publish(self, info):
-        self.in_reactor(lambda: setattr(self, "info", info))
+        self._in_reactor(setattr, self, "info", info)
 
     def status_sent(self, status):
-        self.in_reactor(lambda: self._notify_moonraker(status))
+        self._in_reactor(self._notify_moonraker, status)
 
     def console(self, message):
-        self.in_reactor(lambda: self.gcode.respond_info(message))
+        self._in_reactor(self.gcode.respond_info, clean(message, 500))
 
     def online(self):
-        self.in_reactor(self.remote.handle_online)
+        self._in_reactor(lambda: self.conn.set_online_extras(
+            self.remote.online_extras()))
 
-    def cloud_command(self, event, data):
-        self.in_reactor(lambda: self.remote.run(event, data))
+    def run_commands(self, commands, done):
+        self._in_reactor(self._run_commands, commands, done)
 
     def start_print(self, filename, reply):
-        self.in_reactor(lambda: self.remote.start_print(filename, reply))
+        def start():
+            error = self.remote.start_print(filename)
+            self._push_fresh_sample()
+            reply(error)
+        self._in_reactor(start)
+
+    def _run_commands(self, commands, done):
+        try:
+            for event, data in commands:
+                try:
+                    self.remote.run(event, data)
+                except Exception:
+                    self.failures += 1
+                    if self.failures <= MAX_LOGGED_FAILURES:
+                        logging.exception("polar_cloud: %s from the cloud"
+                                          " failed", event)
+            self._push_fresh_sample()
+        finally:
+            done()
 
     def _notify_moonraker(self, status):
         webhooks = self.printer.lookup_object("webhooks")
@@ -251,8 +256,9 @@ class PolarCloud:
 
     def get_status(self, eventtime=None):
         status = dict(self.info)
-        status.setdefault("camera_url", self.camera_url)
-        status["printer_type"] = self.printer_type
+        status.setdefault("camera_url", self.settings.camera_url or None)
+        status["printer_type"] = self.settings.printer_type
+        status["register_timeout"] = WEBHOOK_REGISTER_TIMEOUT
         return status
 
     cmd_POLAR_STATUS_help = "Report the Polar Cloud connection state"
@@ -268,7 +274,7 @@ class PolarCloud:
         else:
             lines.append("last status sent: none")
         lines.append("last error: %s" % (st["last_error"] or "none",))
-        gcmd.respond_info("\n".join(lines))
+        gcmd.respond_info(clean("\n".join(lines), 2000))
 
     # --- registration ---------------------------------------------------
 
@@ -315,17 +321,15 @@ class PolarCloud:
         self._scrub_credentials()
         email, pin = self._check_credentials(
             gcmd.get("EMAIL", None), gcmd.get("PIN", None), gcmd.error)
-
-        def reply(result):
-            self.in_reactor(lambda: self._register_reply(result))
-        self.conn.request_register(email, pin, reply)
+        self.conn.request_register(email, pin, lambda result: self._in_reactor(
+            self._register_reply, result))
         gcmd.respond_info("Polar Cloud: registration started; the answer"
                           " will appear here in a few seconds", log=False)
 
     def _register_reply(self, result):
         if "error" in result:
             self.gcode.respond_raw("!! Polar Cloud: registration failed: %s"
-                                   % (result["error"],))
+                                   % (clean(result["error"], 300),))
         else:
             self.gcode.respond_info("Polar Cloud: registered, serial %s"
                                     % (result["serial"],))
@@ -335,16 +339,16 @@ class PolarCloud:
 
     def cmd_POLAR_UNREGISTER(self, gcmd):
         force = gcmd.get_int("FORCE", 0, minval=0, maxval=1)
-
-        def reply(result):
-            msg = ("!! Polar Cloud: unregister failed: %s"
-                   % (result["error"],) if "error" in result
-                   else "Polar Cloud: unregistered")
-            self.in_reactor(lambda: self.gcode.respond_raw(msg)
-                            if "error" in result
-                            else self.gcode.respond_info(msg))
-        self.conn.request_unregister(reply, force=bool(force))
+        self.conn.request_unregister(lambda result: self._in_reactor(
+            self._unregister_reply, result), force=bool(force))
         gcmd.respond_info("Polar Cloud: unregistering...", log=False)
+
+    def _unregister_reply(self, result):
+        if "error" in result:
+            self.gcode.respond_raw("!! Polar Cloud: unregister failed: %s"
+                                   % (clean(result["error"], 300),))
+        else:
+            self.gcode.respond_info("Polar Cloud: unregistered")
 
     # --- webhooks -------------------------------------------------------
 
@@ -381,26 +385,26 @@ class PolarCloud:
 
     def _handle_update_state(self, web_request):
         """From the Moonraker shim: an update it started runs or ended."""
-        running = web_request.get("running", False) is True
-        self.conn.post("updating", running)
+        self.conn.set_updating(web_request.get("running", False) is True)
 
     def _handle_webcam(self, web_request):
         """From the Moonraker shim: the webcam Mainsail/Fluidd configured."""
         webcam = web_request.get("webcam", None)
-        self.conn.post("webcam", webcam if isinstance(webcam, dict) else None)
+        self.conn.set_webcam(webcam if isinstance(webcam, dict) else None)
 
     def _handle_timelapse(self, web_request):
         """From the Moonraker shim: a moonraker-timelapse render event."""
         status = web_request.get("status", None)
         path = web_request.get("path", None)
-        self.conn.post("timelapse", status if isinstance(status, str) else "",
-                       path if isinstance(path, str) else None)
+        self.conn.on_timelapse(status if isinstance(status, str) else "",
+                               path if isinstance(path, str) else None)
 
     def _send_result(self, web_request, result):
         if result is None:
             raise web_request.error("Polar Cloud: no answer in time")
         if "error" in result:
-            raise web_request.error("Polar Cloud: %s" % (result["error"],))
+            raise web_request.error("Polar Cloud: %s"
+                                    % (clean(result["error"], 300),))
         web_request.send(result)
 
 

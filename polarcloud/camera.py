@@ -1,33 +1,57 @@
-"""Camera snapshots and uploads, run as a child process worker.
+"""The printer's camera as Polar Cloud sees it (pure logic, no I/O).
 
-``python -m polarcloud.camera`` (see polarcloud.child) fetches one JPEG,
-turns it as the webcam is mounted, makes it fit Polar Cloud's size limit and
-posts it to the pre-signed upload URL from getUrlResponse; it also posts
-timelapse files.  Pillow's decoding of a large image costs the calling
-process ~100 MiB and its GIL time would delay Klippy's reactor, hence the
-separate process.  The requests it takes are described in handle().
+Which camera, the URL a browser loads (`camUrl`), how the picture is turned
+(`transformImg`), and the bookkeeping of upload URLs and snapshot times.
+The connector thread acts on it in connector/uploads.py; image work runs in
+the camera worker (workers/camera.py).  Times are the caller's monotonic
+clock, passed in so tests need no sleeps.
 """
-import io
-import os
 import urllib.parse
-import uuid
 
-from . import child
-from .child import WorkerError
-
-MAX_CAMERA_BYTES = 20 * 1024 * 1024
-MAX_DIMENSIONS = (1280, 960)
-QUALITIES = (85, 70, 55, 40, 25)
-SCALE_STEP = .75        # then shrink by this much per try...
-SCALE_QUALITY = 55      # ...at this quality...
-MIN_WIDTH = 160         # ...down to this width
-DEFAULT_MAX_SIZE = 150000
-UPLOAD_OK = (200, 201, 204)
-CHUNK = 64 * 1024
+DEFAULT_MAX_SIZE = 150000   # bytes: the cloud's usual getUrlResponse maxSize
+UPLOAD_TYPES = ("idle", "printing", "timelapse")
+EXPIRY_MARGIN = 30.     # ask again this long before a URL expires
+REQUEST_TIMEOUT = 30.   # a getUrl without an answer is asked again after
 LOOPBACK_HOSTS = ("", "localhost", "127.0.0.1", "::1", "0.0.0.0")
 SCHEME_PORTS = {"http": 80, "https": 443}
-# Pillow's ROTATE_* turn counter-clockwise; webcam rotations are clockwise.
-CLOCKWISE = {90: "ROTATE_270", 180: "ROTATE_180", 270: "ROTATE_90"}
+
+
+def resolve_camera(configured, webcam, local_ip):
+    """The camera to use: printer.cfg options win over Moonraker's webcam.
+
+    Returns {} when there is no camera, else cam_url (absolute stream URL
+    for the browser), snapshot_url, flips, rotation and the hello bitmask."""
+    source = configured or webcam
+    if not source:
+        return {}
+    stream = source.get("stream_url") or None
+    snapshot = source.get("snapshot_url") or None
+    if snapshot is None and stream and "action=stream" in stream:
+        snapshot = stream.replace("action=stream", "action=snapshot")
+    flip_h = bool(source.get("flip_horizontal"))
+    flip_v = bool(source.get("flip_vertical"))
+    try:
+        rotation = int(source.get("rotation") or 0) % 360
+    except (TypeError, ValueError):
+        rotation = 0
+    return {
+        "cam_url": absolute_url(stream, local_ip),
+        "snapshot_url": absolute_url(snapshot, local_ip),
+        "flip_horizontal": flip_h, "flip_vertical": flip_v,
+        "rotation": rotation,
+        "transform": transform_bitmask(flip_h, flip_v, rotation),
+    }
+
+
+def hello_fields(camera):
+    """The camera's part of hello (docs/protocol.md#camera): the live
+    stream URL when known, camOff and the transformImg bitmask."""
+    fields = {"camOff": 0 if camera.get("cam_url")
+              or camera.get("snapshot_url") else 1,
+              "transformImg": camera.get("transform", 0)}
+    if camera.get("cam_url"):
+        fields["camUrl"] = camera["cam_url"]
+    return fields
 
 
 def normal_rotation(rotation):
@@ -54,7 +78,7 @@ def transform_bitmask(flip_h, flip_v, rotation):
       * 90 clockwise is that plus 180: bit 4, flips traded, then toggled.
     So 90 -> 7 and 270 -> 4 with no flips.  tests/test_camera.py checks all
     16 cases with Pillow.  How Polar's web app reads bit 4 is unconfirmed
-    (reference §2.5, open question 8); this follows OctoPrint."""
+    (docs/protocol.md#camera); this follows OctoPrint."""
     h, v = bool(flip_h), bool(flip_v)
     rotation = normal_rotation(rotation)
     if rotation in (90, 270):
@@ -65,7 +89,7 @@ def transform_bitmask(flip_h, flip_v, rotation):
 
 
 def absolute_url(url, local_ip, default_port=80):
-    """A URL the cloud (a browser on the printer's LAN) can load (§2.5).
+    """A URL the cloud (a browser on the printer's LAN) can load.
 
     A missing scheme becomes http.  A relative path gets local_ip and
     default_port (where the web UI's /webcam/ proxy listens); a localhost,
@@ -107,270 +131,103 @@ def _local_url(local_ip, port, path, scheme="http"):
     return "%s://%s%s" % (scheme, host, path)
 
 
-# --- inside the worker ----------------------------------------------------
+class UploadUrls:
+    """getUrlResponse per upload type (docs/protocol.md#uploads).
 
-def fetch_jpeg(url, timeout):
-    """One JPEG from the camera's snapshot URL, else WorkerError "camera"."""
-    import requests
-    session = requests.Session()
-    session.trust_env = False       # the camera is local: never via a proxy
-    try:
-        with session.get(url, timeout=timeout, stream=True) as resp:
-            if resp.status_code != 200:
-                raise WorkerError("camera", "HTTP %d from %s"
-                                  % (resp.status_code, url))
-            data = _read_limited(resp)
-            what = resp.headers.get("Content-Type") or "data"
-    except requests.RequestException as e:
-        raise WorkerError("camera", "cannot reach %s (%s)"
-                          % (url, e.__class__.__name__))
-    if not data:
-        raise WorkerError("camera", "empty snapshot from %s" % (url,))
-    if not data.startswith(b"\xff\xd8"):
-        raise WorkerError("camera", "%s returned %s, not a JPEG"
-                          % (url, what.split(";")[0]))
-    return data
+    A URL is used only while valid and, for printing/timelapse, only for
+    the job it was issued for; asking again drops the old entry so a stale
+    policy is never posted to."""
+
+    def __init__(self):
+        self.entries = {}
+        self.in_flight = {}
+
+    def want(self, kind, job_id, now):
+        if self.get(kind, job_id, now) is not None:
+            return False
+        asked = self.in_flight.get(kind)
+        return asked is None or str(asked[1]) != str(job_id) \
+            or now - asked[0] > REQUEST_TIMEOUT
+
+    def requested(self, kind, job_id, now):
+        self.entries.pop(kind, None)
+        self.in_flight[kind] = (now, job_id)
+
+    def store(self, response, now):
+        """Keep a valid getUrlResponse; False for a failed or malformed one.
+
+        A refused answer leaves the request in flight, so it is asked again
+        after REQUEST_TIMEOUT rather than on every tick.  An answer without
+        a job id belongs to the job it was asked for."""
+        entry = _parse_response(response)
+        if entry is None:
+            return False
+        kind = response["type"]
+        asked = self.in_flight.pop(kind, None)
+        if entry["job_id"] is None and asked is not None:
+            entry["job_id"] = str(asked[1])
+        entry["expires_at"] = now + entry.pop("expires") - EXPIRY_MARGIN
+        self.entries[kind] = entry
+        return True
+
+    def get(self, kind, job_id, now):
+        entry = self.entries.get(kind)
+        if entry is None or now >= entry["expires_at"]:
+            return None
+        if kind != "idle" and entry["job_id"] not in (None, str(job_id)):
+            return None
+        return entry
+
+    def clear(self):
+        self.entries.clear()
+        self.in_flight.clear()
 
 
-def _read_limited(resp):
-    length = resp.headers.get("Content-Length", "")
-    if length.isdigit() and int(length) > MAX_CAMERA_BYTES:
-        raise _too_big()
-    chunks, size = [], 0
-    for chunk in resp.iter_content(CHUNK):
-        size += len(chunk)
-        if size > MAX_CAMERA_BYTES:
-            raise _too_big()
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_big():
-    return WorkerError("camera", "snapshot larger than %d MB"
-                       % (MAX_CAMERA_BYTES >> 20,))
-
-
-def load_pillow(request):
-    if request.get("_disable_pillow"):   # test hook: act as if not installed
+def _parse_response(response):
+    """The entry for a usable getUrlResponse, else None (docs/protocol.md#uploads)."""
+    if not isinstance(response, dict) or response.get("status") != "SUCCESS" \
+            or response.get("type") not in UPLOAD_TYPES:
         return None
-    try:
-        from PIL import Image
-    except ImportError:
+    url, fields = response.get("url"), response.get("fields")
+    if not isinstance(url, str) \
+            or not url.lower().startswith(("http://", "https://")) \
+            or not isinstance(fields, dict) \
+            or not all(isinstance(k, str) and isinstance(v, (str, int))
+                       for k, v in fields.items()) \
+            or not _positive(response.get("expires"), (int, float)):
         return None
-    return Image
+    max_size = response.get("maxSize")
+    job_id = response.get("jobID", response.get("jobId"))
+    return {"url": url,
+            "fields": [[k, str(v)] for k, v in fields.items()],
+            "max_size": max_size if _positive(max_size, int)
+            else DEFAULT_MAX_SIZE,
+            "job_id": None if job_id is None else str(job_id),
+            "expires": response["expires"]}
 
 
-def fit_image(data, flip_h, flip_v, rotation, max_size, Image):
-    """(jpeg, width, height): data turned as configured, at most max_size.
-
-    Untouched when no turn is configured and it fits; Image is Pillow's
-    Image module, or None when Pillow is missing (sizes are then None)."""
-    rotation = normal_rotation(rotation)
-    turn = bool(flip_h or flip_v or rotation)
-    rework = turn or len(data) > max_size
-    if Image is None:
-        if rework:
-            raise WorkerError("no_pillow", _why_pillow(turn, len(data),
-                                                       max_size))
-        return data, None, None
-    img = _decode(Image, data, rework, rotation)
-    if not rework:
-        return data, img.width, img.height
-    for op in orientation_ops(Image, flip_h, flip_v, rotation):
-        img = img.transpose(op)
-    out, img = _encode_to_fit(img, max_size)
-    return out, img.width, img.height
+def _positive(value, types):
+    return isinstance(value, types) and not isinstance(value, bool) \
+        and value > 0
 
 
-def _why_pillow(turn, size, max_size):
-    need = "flipped or rotated" if turn else \
-        "shrunk from %d to %d bytes" % (size, max_size)
-    return ("Pillow is not installed, so the snapshot cannot be %s;"
-            " install Pillow into Klipper's Python environment" % (need,))
+class SnapshotCadence:
+    """A snapshot with every status during a cloud print (about every 10 s)
+    and every idle_interval seconds otherwise."""
 
+    def __init__(self, printing_interval=10., idle_interval=300.):
+        self.printing_interval = printing_interval
+        self.idle_interval = idle_interval
+        self.last = None
 
-def _decode(Image, data, whole, rotation):
-    """Pillow image; decoded (small, RGB) only when whole is true."""
-    try:
-        img = Image.open(io.BytesIO(data))
-        if not whole:
-            return img               # the header gives the size
-        box = MAX_DIMENSIONS if rotation in (0, 180) else MAX_DIMENSIONS[::-1]
-        img.draft("RGB", box)        # JPEG decodes at 1/2..1/8 scale: less RAM
-        img = img.convert("RGB")
-    except Exception as e:
-        raise WorkerError("camera", "not a readable JPEG (%s)" % (e,))
-    img.thumbnail(box)               # so that the turned image fits 1280x960
-    return img
+    def due(self, now, printing_cloud_job):
+        return now >= self.next_due(printing_cloud_job)
 
+    def next_due(self, printing_cloud_job):
+        if self.last is None:
+            return 0.
+        return self.last + (self.printing_interval if printing_cloud_job
+                            else self.idle_interval)
 
-def orientation_ops(Image, flip_h, flip_v, rotation):
-    """Pillow transposes showing the picture as Mainsail does: its CSS
-    `scaleX(-1) scaleY(-1) rotate(Ndeg)` turns clockwise first, then flips
-    (this order matters for a quarter turn with one flip)."""
-    ops = [getattr(Image, CLOCKWISE[rotation])] if rotation else []
-    if flip_h:
-        ops.append(Image.FLIP_LEFT_RIGHT)
-    if flip_v:
-        ops.append(Image.FLIP_TOP_BOTTOM)
-    return ops
-
-
-def _encode_to_fit(img, max_size):
-    """(jpeg, image): lower quality first, then smaller; never truncated."""
-    for quality in QUALITIES:
-        out = _encode(img, quality)
-        if len(out) <= max_size:
-            return out, img
-    while img.width > MIN_WIDTH:
-        width = max(MIN_WIDTH, int(img.width * SCALE_STEP))
-        img = img.resize((width, max(1, img.height * width // img.width)))
-        out = _encode(img, SCALE_QUALITY)
-        if len(out) <= max_size:
-            return out, img
-    raise WorkerError("image", "cannot make the snapshot fit %d bytes"
-                      " (%d bytes at %d px wide)"
-                      % (max_size, len(out), img.width))
-
-
-def _encode(img, quality):
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=quality, optimize=True)
-    return buf.getvalue()
-
-
-class MultipartBody:
-    """multipart/form-data read in chunks: the issued form fields in their
-    order, then the file part last (an S3 POST policy ignores fields after
-    the file).  The file is read as it is sent, never held whole (requests'
-    own files= encoding keeps two copies of a timelapse in memory); the
-    length is known up front because S3 refuses chunked bodies."""
-
-    def __init__(self, fields, filename, content_type, fileobj, size):
-        boundary = uuid.uuid4().hex
-        head = b"".join(_part_head(boundary, name)
-                        + str(value).encode("utf-8") + b"\r\n"
-                        for name, value in fields)
-        head += _part_head(boundary, "file", filename, content_type)
-        tail = ("\r\n--%s--\r\n" % (boundary,)).encode("ascii")
-        self.content_type = "multipart/form-data; boundary=" + boundary
-        self.length = len(head) + size + len(tail)
-        self._parts = [io.BytesIO(head), fileobj, io.BytesIO(tail)]
-
-    def __len__(self):               # requests sends it as Content-Length
-        return self.length
-
-    def __iter__(self):
-        return iter(lambda: self.read(CHUNK), b"")
-
-    def read(self, amount=CHUNK):
-        while self._parts:
-            chunk = self._parts[0].read(amount)
-            if chunk:
-                return chunk
-            self._parts.pop(0)
-        return b""
-
-
-def _part_head(boundary, name, filename=None, content_type=None):
-    disposition = 'form-data; name="%s"' % (_quote(name),)
-    if filename is not None:
-        disposition += '; filename="%s"' % (_quote(filename),)
-    lines = ["--" + boundary, "Content-Disposition: " + disposition]
-    if content_type:
-        lines.append("Content-Type: " + content_type)
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
-
-
-def _quote(text):
-    # how browsers escape names in a form's Content-Disposition
-    return str(text).replace('"', "%22").replace("\r", "%0D") \
-        .replace("\n", "%0A")
-
-
-def post_upload(upload, filename, content_type, fileobj, size, timeout):
-    """Multipart POST of fileobj (size bytes) with the issued fields."""
-    import requests
-    fields = upload.get("fields") or []
-    if isinstance(fields, dict):
-        fields = fields.items()
-    body = MultipartBody(fields, filename, content_type, fileobj, size)
-    try:
-        resp = requests.post(upload["url"], data=body, timeout=timeout,
-                             headers={"Content-Type": body.content_type})
-    except requests.RequestException as e:
-        raise WorkerError("upload", "cannot reach the upload URL (%s)"
-                          % (e.__class__.__name__,))
-    resp.close()
-    if resp.status_code not in UPLOAD_OK:
-        raise WorkerError("upload", "upload rejected: HTTP %d"
-                          % (resp.status_code,))
-    return resp.status_code
-
-
-def snapshot(request):
-    data = fetch_jpeg(request["snapshot_url"],
-                      request.get("camera_timeout", 5.))
-    image, width, height = fit_image(
-        data, request.get("flip_horizontal"), request.get("flip_vertical"),
-        request.get("rotation"), request.get("max_size") or DEFAULT_MAX_SIZE,
-        load_pillow(request))
-    status = post_upload(request["upload"], "image.jpg", "image/jpeg",
-                         io.BytesIO(image), len(image),
-                         request.get("upload_timeout", 30.))
-    return {"uploaded": True, "bytes": len(image), "width": width,
-            "height": height, "http_status": status}
-
-
-def upload_file(request):
-    path, max_size = request["path"], request.get("max_size")
-    name = os.path.basename(path)
-    try:
-        f = open(path, "rb")
-    except OSError as e:
-        raise WorkerError("file", "cannot read %s (%s)" % (name, e.strerror))
-    with f:
-        size = os.fstat(f.fileno()).st_size
-        if not size:
-            raise WorkerError("file", "%s is empty" % (name,))
-        if max_size and size > max_size:
-            raise WorkerError("file", "%s is %d bytes, more than the %d"
-                              " allowed" % (name, size, max_size))
-        status = post_upload(request["upload"],
-                             request.get("filename", "timelapse.mp4"),
-                             request.get("content_type", "video/mp4"), f,
-                             size, request.get("upload_timeout", 300.))
-    return {"uploaded": True, "bytes": size, "http_status": status}
-
-
-def handle(request, emit):
-    """Worker entry.  Requests:
-
-    {"action": "snapshot", "snapshot_url", "flip_horizontal",
-     "flip_vertical", "rotation" (clockwise degrees), "max_size",
-     "upload": {"url", "fields": [[name, value], ...]},
-     "camera_timeout": 5, "upload_timeout": 30}
-        -> {"uploaded", "bytes", "width", "height", "http_status"}
-    {"action": "upload_file", "path", "filename", "content_type",
-     "upload", "max_size" (or None), "upload_timeout": 300}
-        -> {"uploaded", "bytes", "http_status"}
-
-    Failures raise WorkerError; its kind ("camera", "no_pillow", "image",
-    "upload", "file") reaches the parent as ChildError.kind."""
-    action = request.get("action")
-    if action == "snapshot":
-        return snapshot(request)
-    if action == "upload_file":
-        return upload_file(request)
-    raise ValueError("unknown camera action %r" % (action,))
-
-
-def take_and_upload(request, timeout=60.):
-    """Parent side (an upload thread): run one camera request in a child.
-
-    Returns the worker's result; raises child.ChildError (with .kind)."""
-    return child.run("camera", request, timeout=timeout)
-
-
-if __name__ == "__main__":
-    child.worker_main(handle)
+    def taken(self, now):
+        self.last = now

@@ -4,14 +4,16 @@ Every function validates untrusted cloud input and returns G-code text or
 raises CommandRefused with a sentence a printer owner understands.
 """
 import math
-import re
+
+from .printer import heater_for_key
+from .protocol import MAX_COMMAND_LIST
+from .text import clean, is_clean
 
 MAX_LINE = 256
 MAX_LINES = 50
 MAX_JOG_MM = 1000.
 MAX_EXTRUDE_MM = 200.
 JOG_AXES = ("x", "y", "z")
-HEATER_KEY = re.compile(r"^(tool(\d{1,2})|bed|chamber)$")
 
 
 class CommandRefused(Exception):
@@ -44,37 +46,29 @@ def gcode_lines(command):
         if len(line) > MAX_LINE:
             raise CommandRefused("G-code line longer than %d characters"
                                  % (MAX_LINE,))
-        if any(ord(c) < 32 for c in line):
-            raise CommandRefused("G-code line with control characters")
+        if not is_clean(line):
+            # Klipper echoes unknown commands to its console, and a
+            # character it cannot encode there shuts it down
+            raise CommandRefused("G-code line with control or invalid"
+                                 " characters")
     return lines
 
 
-def heater_name(key):
-    """Klipper heater for a Polar temperature key, or None if not one."""
-    m = HEATER_KEY.match(key)
-    if not m:
-        return None
-    if key == "bed":
-        return "heater_bed"
-    if key == "chamber":
-        return "chamber"
-    index = int(m.group(2))
-    return "extruder" if index == 0 else "extruder%d" % (index,)
-
-
 def temperature_targets(data, heaters):
-    """[(heater, target)] for a `temperature` command.
+    """([(heater, target)], [ignored keys]) for a `temperature` command.
 
-    heaters: {klipper heater name: (min_temp, max_temp)}.  Unknown heaters,
-    non-numbers and targets outside the heater's configured range are
-    refused as a whole (nothing is set)."""
-    targets = []
+    heaters: {klipper heater name: (min_temp, max_temp)}.  Keys that are
+    not heaters of this printer (`tool1` on one extruder, `jobId`) are
+    ignored, as both production clients do; a heater of this printer with
+    a non-number or a target outside its configured range refuses the
+    command as a whole (nothing is set)."""
+    targets, ignored = [], []
     for key, value in sorted(data.items()):
-        if key == "serialNumber":
-            continue
-        name = heater_name(key)
+        name = heater_for_key(key)
         if name is None or name not in heaters:
-            raise CommandRefused("unknown heater %.20r" % (key,))
+            if key != "serialNumber":
+                ignored.append(clean(key, 20))
+            continue
         target = number(value, "temperature for %s" % (key,))
         low, high = heaters[name]
         if target != 0. and not (low <= target <= high):
@@ -82,12 +76,14 @@ def temperature_targets(data, heaters):
                                  " %.0f-%.0f" % (key, target, name, low, high))
         targets.append((name, target))
     if not targets:
-        raise CommandRefused("no heater in the temperature command")
-    return targets
+        raise CommandRefused("no heater of this printer in the command%s" % (
+            " (ignored: %s)" % (", ".join(ignored),) if ignored else "",))
+    return targets, ignored
 
 
 def jog_script(body):
-    """G-code for an OctoPrint-style jog/home/extrude body (reference §6.7)."""
+    """G-code for a `jogPrinter` body: the OctoPrint REST jog, home and
+    extrude commands the OctoPrint plugin accepts."""
     if not isinstance(body, dict):
         raise CommandRefused("jog command is not an object")
     command = body.get("command")
@@ -122,7 +118,7 @@ def jog_script(body):
             raise CommandRefused("extrude amount %.0f mm is too much"
                                  % (amount,))
         return wrap_relative("M83\nG1 E%.3f F300" % (amount,))
-    raise CommandRefused("unsupported jog command %.20r" % (command,))
+    raise CommandRefused("unsupported jog command %s" % (clean(command, 20),))
 
 
 def wrap_relative(moves):
@@ -135,10 +131,13 @@ def macro_list(macros, configured):
     """Macros offered to the cloud as custom commands.
 
     macros: {NAME: description}; configured: names from the config or None
-    (then every macro not starting with "_").  Returns the commandList of
-    `customCommandList` (labels kept short)."""
+    (then every macro not starting with "_").  Returns (the commandList of
+    `customCommandList`, names left out past MAX_COMMAND_LIST); labels are
+    kept short."""
     if configured is None:
         names = sorted(n for n in macros if not n.startswith("_"))
     else:
         names = [n.upper() for n in configured if n.upper() in macros]
-    return [{"label": n[:32], "command": n} for n in names]
+    offered = [{"label": n[:32], "command": n}
+               for n in names[:MAX_COMMAND_LIST]]
+    return offered, names[MAX_COMMAND_LIST:]

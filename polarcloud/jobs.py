@@ -1,44 +1,101 @@
-"""Job lifecycle from Klipper snapshots: exactly one `job` event per job.
+"""Job lifecycle from printer samples: exactly one `job` event per job.
 
-Klipper has no job events, so jobs are derived from successive snapshots of
-print_stats (see klipper-integration-notes §3.7): a job starts when printing
-or paused is seen, or when an end state appears with a new file load between
-two snapshots (short jobs can skip `printing`), and ends on complete,
-cancelled, error, a return to standby, or Klippy leaving `ready`.
+Klipper has no job events, so jobs are derived from successive samples of
+print_stats: a job starts when printing or paused is seen, or when an end
+state appears after a file load that no job has accounted for yet (a short
+job can go from load to `complete` between two samples), and it ends on
+complete, cancelled, error, a return to standby, or Klippy leaving `ready`.
 
-Completion sequence: a cloud job reports 5,5,5 then 7,7,7 (one per status
-sent, about 10 s apart) and a cancelled or failed one 6,6,6, as the OctoPrint
-plugin that Polar's specification names as its reference does.  The repeats
-make sure the cloud sees the end even if one status is lost, and the 5 phase
-is where a timelapse upload belongs.  Local jobs go straight back to the
-normal mapping.  The `job` event itself is sent at once, for cloud jobs with
-their id and for local jobs with "123".
+End sequence (docs/protocol.md#end-of-job): a cloud job reports 5,5,5 then
+7,7,7 (one per status sent) and a cancelled or failed one 6,6,6, as the
+OctoPrint plugin that Polar's specification names as its reference does.
+The repeats make sure the cloud sees the end even if one status is lost, and
+the 5 phase is where a timelapse upload belongs.  Local jobs go straight
+back to the normal mapping.  The `job` event is queued at once, for cloud
+jobs with their id and for local jobs with "123"; it leaves the queue only
+when the connection says it was sent (`event_sent`), so nothing is lost to
+an outage or a restart (the queue is saved with the active job).
+
+Every method that depends on time takes `now` (monotonic seconds).
 """
 from . import protocol as P
+from . import status as S
+from .printer import ACTIVE_PRINT_STATES, END_PRINT_STATES
 
 COMPLETE_SEQUENCE = (P.POSTPROCESSING,) * 3 + (P.COMPLETE,) * 3
 CANCEL_SEQUENCE = (P.CANCELLING,) * 3
-FAILED_DOWNLOAD_SEQUENCE = (P.ERROR,)
+FAILED_SEQUENCE = (P.ERROR,)
 START_GRACE = 30.    # a started cloud file must show up printing by then
 TIMELAPSE_WINDOW = 1800.   # a render this long after a cloud job is its
-END_STATES = ("complete", "cancelled", "error")
+MAX_QUEUED_EVENTS = 100    # job events kept while the cloud is unreachable
+SAVED_JOB_KEYS = ("id", "cloud", "filename", "name")
+NO_STATS = {"printSeconds": 0, "filamentUsed": 0, "bytesRead": 0,
+            "fileSize": 0}
 
 
 class JobTracker:
-    def __init__(self, restored_job=None, pending_events=None):
-        self.job = dict(restored_job) if restored_job else None
-        self.restored = bool(restored_job)
-        self.overlay = []
-        self.overlay_job = None
-        self.events = list(pending_events or [])
+    def __init__(self, saved=None):
+        """saved: what saved_state() returned before a restart, or None."""
+        saved = saved if isinstance(saved, dict) else {}
+        job = saved.get("active_job")
+        self.job = dict(job) if isinstance(job, dict) and job.get("id") \
+            else None
+        self.restored = self.job is not None
+        events = saved.get("pending_job_events")
+        self.events = [e for e in events if isinstance(e, dict)
+                       and e.get("jobId") and e.get("state")] \
+            if isinstance(events, list) else []
+        self.overlay = []        # end sequence still to report
+        self.overlay_job = None  # the ended job it belongs to
+        self.held = False        # status 5 held for a timelapse
+        self.last_cloud = None   # the last cloud job that ended
         self.last_state = None
-        self.last_seq = None
-        self.held = False
-        self.last_cloud = None
-        self.now = 0.
-        self.changed = False   # persistent state changed since last save
+        self.accounted_loads = None  # file_loads when a job was last seen
+        self.needs_save = False
 
     # --- what the connection asks ---------------------------------------
+
+    def next_event(self):
+        """The oldest unsent job event (without the serial), or None."""
+        return self.events[0] if self.events else None
+
+    def event_sent(self):
+        """The event next_event() returned has reached the cloud."""
+        if self.events:
+            self.events.pop(0)
+            self.needs_save = True
+
+    def saved_state(self):
+        """What must survive a restart (kept in state.json)."""
+        job = None
+        if self.job:
+            job = {k: self.job[k] for k in SAVED_JOB_KEYS if k in self.job}
+        return {"active_job": job, "pending_job_events": list(self.events)}
+
+    def saved(self):
+        self.needs_save = False
+
+    def status_job(self):
+        """The job shown in status: the ended job during its end sequence."""
+        if self.overlay or self.held:
+            return self.overlay_job
+        return self.job
+
+    def status_code(self, sample):
+        if self.held:
+            return P.POSTPROCESSING
+        if self.overlay:
+            return self.overlay[0]
+        return S.base_code(sample, self.job)
+
+    def status_sent(self):
+        """One status went out: the end sequence moves on by one."""
+        if self.overlay and not self.held:
+            self.overlay.pop(0)
+            if not self.overlay:
+                self.overlay_job = None
+
+    # --- timelapse hold -------------------------------------------------
 
     def hold_postprocessing(self, now):
         """Report 5 while a timelapse of the last cloud job renders and
@@ -59,40 +116,6 @@ class JobTracker:
         if not self.overlay:
             self.overlay = [P.COMPLETE] * 3
 
-    def status_job(self):
-        """The job shown in status: the ended job during its end sequence."""
-        if self.overlay or self.held:
-            return self.overlay_job
-        return self.job
-
-    def status_code(self, snap):
-        if self.held:
-            return P.POSTPROCESSING
-        if self.overlay:
-            return self.overlay[0]
-        return P.base_code(snap, self.job)
-
-    def status_sent(self):
-        if self.overlay and not self.held:
-            self.overlay.pop(0)
-            if not self.overlay and not self.held:
-                self.overlay_job = None
-
-    def take_events(self):
-        events, self.events = self.events, []
-        return events
-
-    def persistent(self):
-        """What must survive a restart: (active job, unsent job events)."""
-        job = None
-        if self.job:
-            job = {k: self.job[k] for k in ("id", "cloud", "filename", "name")
-                   if k in self.job}
-        return job, list(self.events)
-
-    def is_busy(self):
-        return self.job is not None
-
     # --- cloud job phases -----------------------------------------------
 
     def begin_download(self, job_id, name, now, now_epoch):
@@ -110,113 +133,113 @@ class JobTracker:
         if self.job and self.job.get("downloading"):
             self.job.update(downloading=False, filename=filename, since=now,
                             starting=True)
-            self.changed = True
+            self.needs_save = True
 
-    def cloud_job_failed(self):
+    def cloud_job_failed(self, now):
         """Download or start failed: 12 once, then the normal state."""
         if self.job and self.job.get("cloud"):
-            self._end("canceled", FAILED_DOWNLOAD_SEQUENCE)
+            self._end("canceled", FAILED_SEQUENCE, now)
 
-    def cancel_download(self):
+    def cancel_download(self, now):
         """The cloud cancelled the job while its file was downloading."""
         if self.job and self.job.get("downloading"):
-            self._end("canceled", CANCEL_SEQUENCE)
+            self._end("canceled", CANCEL_SEQUENCE, now)
 
     def cancel_requested(self):
         if self.job:
             self.job["cancelling"] = True
 
-    # --- snapshots ------------------------------------------------------
+    # --- samples --------------------------------------------------------
 
-    def update(self, snap, now):
-        self.now = now
-        klippy = snap.get("klippy")
+    def update(self, sample, now):
+        klippy = sample.get("klippy")
         if klippy == "startup":
             return
-        state = snap.get("state")
-        seq = snap.get("file_loads")
-        new_load = self.last_seq is not None and seq != self.last_seq
-        prev_state, self.last_state, self.last_seq = self.last_state, state, seq
+        state = sample.get("state")
+        loads = sample.get("file_loads")
+        if self.accounted_loads is None:
+            self.accounted_loads = loads   # earlier loads belong to no job
+        unaccounted_load = loads != self.accounted_loads
+        prev_state, self.last_state = self.last_state, state
         job = self.job
         if job and self.restored:
             self.restored = False
-            if not (klippy == "ready" and state in ("printing", "paused")
-                    and snap.get("filename") == job.get("filename")):
+            if not (klippy == "ready" and state in ACTIVE_PRINT_STATES
+                    and sample.get("filename") == job.get("filename")):
                 # Klippy restarted (or the host rebooted) during this job.
-                self._end("canceled", CANCEL_SEQUENCE)
+                self._end("canceled", CANCEL_SEQUENCE, now)
                 return
         if klippy != "ready":
             if job and not job.get("downloading"):
-                self._end("canceled", CANCEL_SEQUENCE)
+                self._end("canceled", CANCEL_SEQUENCE, now)
             return
         if job and job.get("downloading"):
             return
         if job and job.get("starting"):
-            if state in ("printing", "paused") and (
-                    snap.get("filename") == job["filename"]):
-                job["starting"] = False
-            elif state in END_STATES and new_load and (
-                    snap.get("filename") == job["filename"]):
-                job["starting"] = False   # fast job: ended between snapshots
+            ours = sample.get("filename") == job["filename"]
+            if ours and (state in ACTIVE_PRINT_STATES or (
+                    state in END_PRINT_STATES and unaccounted_load)):
+                job["starting"] = False   # a fast job may already be over
             elif now - job["since"] > START_GRACE:
-                self.cloud_job_failed()
+                self.cloud_job_failed(now)
                 return
             else:
                 return
-        if state in ("printing", "paused"):
-            if job and snap.get("filename") != job.get("filename"):
-                self._end("canceled", CANCEL_SEQUENCE)
+        if state in ACTIVE_PRINT_STATES:
+            if job and sample.get("filename") != job.get("filename"):
+                self._end("canceled", CANCEL_SEQUENCE, now)
                 job = None
             if job is None:
-                self._start_local(snap)
-            self._record_stats(snap)
+                self._start_local(sample)
+            self.accounted_loads = loads
+            self._record_stats(sample)
             return
-        if state in END_STATES:
-            if job is None and (new_load or prev_state not in (
-                    None, state)) and prev_state not in END_STATES:
-                self._start_local(snap)     # short job never seen printing
+        if state in END_PRINT_STATES:
+            if job is None and prev_state not in END_PRINT_STATES and (
+                    unaccounted_load or prev_state is not None):
+                self._start_local(sample)     # short job never seen printing
+            self.accounted_loads = loads
             if self.job:
-                self._record_stats(snap)
+                self._record_stats(sample)
                 if state == "complete":
-                    self._end("completed", COMPLETE_SEQUENCE)
+                    self._end("completed", COMPLETE_SEQUENCE, now)
                 else:
-                    self._end("canceled", CANCEL_SEQUENCE)
+                    self._end("canceled", CANCEL_SEQUENCE, now)
             return
         # standby: a job that vanished (reset by a cancel macro) was cancelled
         if job:
-            self._end("canceled", CANCEL_SEQUENCE)
+            self._end("canceled", CANCEL_SEQUENCE, now)
 
     # --- internals ------------------------------------------------------
 
     def _set_job(self, job):
         self.job = job
-        self.changed = True
+        self.needs_save = True
 
-    def _start_local(self, snap):
+    def _start_local(self, sample):
         self._set_job({"id": P.LOCAL_JOB_ID, "cloud": False,
-                       "filename": snap.get("filename"),
-                       "name": snap.get("filename")})
+                       "filename": sample.get("filename"),
+                       "name": sample.get("filename")})
         self.overlay = []
         self.overlay_job = None
 
-    def _record_stats(self, snap):
+    def _record_stats(self, sample):
         self.job["stats"] = {
-            "printSeconds": int(snap.get("print_duration") or 0),
-            "filamentUsed": int(snap.get("filament_used") or 0),
-            "bytesRead": int(snap.get("file_position") or 0),
-            "fileSize": int(snap.get("file_size") or 0)}
+            "printSeconds": int(sample.get("print_duration") or 0),
+            "filamentUsed": int(sample.get("filament_used") or 0),
+            "bytesRead": int(sample.get("file_position") or 0),
+            "fileSize": int(sample.get("file_size") or 0)}
 
-    def _end(self, state, sequence):
+    def _end(self, state, sequence, now):
         job = self.job
-        stats = job.get("stats") or {"printSeconds": 0, "filamentUsed": 0,
-                                     "bytesRead": 0, "fileSize": 0}
         event = {"jobId": job["id"], "state": state}
-        event.update(stats)
+        event.update(job.get("stats") or NO_STATS)
         self.events.append(event)
+        del self.events[:-MAX_QUEUED_EVENTS]
         if job.get("cloud"):
             self.overlay = list(sequence)
             self.overlay_job = self.last_cloud = {
                 "id": job["id"], "cloud": True, "name": job.get("name"),
-                "ended": self.now}
+                "ended": now}
         self.job = None
-        self.changed = True
+        self.needs_save = True

@@ -2,12 +2,13 @@
 
 Both live in a private state directory (0700) outside every folder Moonraker
 serves.  Every write is atomic (temp file, fsync, rename, fsync dir), so a
-crash or a full disk never replaces a good file with a half-written one.
-Only the connector's background thread and child processes call this.
+crash or a full disk never replaces a good file with a half-written one,
+and a file that cannot be read is moved aside for the owner, never
+overwritten.  Only the connector thread and child processes call this.
 """
 import json
-import logging
 import os
+import time
 
 KEY_FILE = "polar_cloud_key.pem"
 STATE_FILE = "state.json"
@@ -47,8 +48,25 @@ def atomic_write(path, data, mode=0o600):
         pass
 
 
+def move_aside(path):
+    """Rename an unreadable file to `<path>.corrupt-<time>`; returns it."""
+    aside = "%s.corrupt-%s" % (path, time.strftime("%Y%m%d-%H%M%S"))
+    os.replace(path, aside)
+    return aside
+
+
+class StateProblem(Exception):
+    """state.json cannot be used; safe_to_save says whether writing a new
+    one would destroy what is there."""
+
+    def __init__(self, message, safe_to_save):
+        Exception.__init__(self, message)
+        self.safe_to_save = safe_to_save
+
+
 class StateStore:
-    """state.json: {"serial", "mac", "active_job"}; the PIN is never stored."""
+    """state.json: {"serial", "mac", "active_job", "pending_job_events"};
+    the PIN is never stored."""
 
     def __init__(self, state_dir):
         self.state_dir = state_dir
@@ -62,19 +80,33 @@ class StateStore:
             return False
 
     def load(self):
+        """The saved state (a dict; {} when there is none).
+
+        Raises StateProblem for a file that cannot be used.  One that
+        cannot be parsed is moved aside first, so the next save cannot
+        destroy the serial in it."""
         try:
             with open(self.state_path, "rb") as f:
-                state = json.loads(f.read().decode("utf-8"))
+                raw = f.read()
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as e:
-            # Keep the unreadable file for the owner to inspect; act as if
-            # unregistered rather than crash.
-            logging.warning("polar_cloud: cannot read %s: %s",
-                            self.state_path, e)
-            return {}
-        if not isinstance(state, dict):
-            return {}
+        except OSError as e:
+            raise StateProblem("cannot read %s (%s)" % (
+                self.state_path, e.strerror), safe_to_save=False)
+        try:
+            state = json.loads(raw.decode("utf-8"))
+            if not isinstance(state, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            try:
+                aside = move_aside(self.state_path)
+            except OSError as err:
+                raise StateProblem(
+                    "%s is unreadable (%s) and cannot be moved aside (%s)"
+                    % (self.state_path, str(e)[:80], err.strerror),
+                    safe_to_save=False)
+            raise StateProblem("%s was unreadable (%s); kept as %s" % (
+                self.state_path, str(e)[:80], aside), safe_to_save=True)
         serial = state.get("serial")
         if not isinstance(serial, str) or not serial.strip():
             state.pop("serial", None)

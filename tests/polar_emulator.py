@@ -2,9 +2,8 @@
 
 A real Socket.IO 5 / Engine.IO 4 server (python-socketio ``AsyncServer`` on
 aiohttp) that speaks the printer side of the Polar Cloud protocol (see
-/work/shared/polar-cloud-protocol.md §1.4, §2, §3, §7), plus an HTTP file
-server for cloud print downloads and an S3-style upload endpoint, all on one
-port.
+docs/protocol.md), plus an HTTP file server for cloud print downloads and an
+S3-style upload endpoint, all on one port.
 
 The asyncio loop runs in a daemon thread; every public method is synchronous
 and thread-safe so plain pytest tests can drive it::
@@ -42,7 +41,7 @@ for _name in ("engineio", "engineio.server", "socketio", "socketio.server",
               "aiohttp", "aiohttp.access", "aiohttp.server", "aiohttp.web"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
-MFG_CODES = {"kl", "op", "el", "CR", "ac"}   # protocol §3.3
+MFG_CODES = {"kl", "op", "el", "CR", "ac"}   # docs/protocol.md#registration
 SERIAL_FMT = "KL%06d"
 FIRST_SERIAL = 123
 
@@ -214,7 +213,7 @@ class PolarEmulator:
         sio = socketio.AsyncServer(
             async_mode="aiohttp", cors_allowed_origins="*",
             # CONNECT goes out before our connect handler runs, so welcome
-            # follows "40" on the wire as with the real cloud (§1.4).
+            # follows "40" on the wire as with the real cloud
             always_connect=True,
             # Handle events one by one, in order of arrival.
             async_handlers=False,
@@ -514,7 +513,7 @@ class PolarEmulator:
                 for p in self._printers.values():
                     if p["mac"] == mac and p["email"].lower() != email.lower():
                         return fail("FORBIDDEN")
-            # Same account + same device gets its old serial back (§3.7).
+            # Same account + same device gets its old serial back
             serial = self._history.get((email.lower(), mac)) if mac else None
             if serial is None:
                 serial = SERIAL_FMT % next(self._serials)

@@ -12,7 +12,10 @@ from aiohttp import web
 from PIL import Image
 
 from polarcloud import camera
-from polarcloud.child import ChildError, WorkerError
+from polarcloud.connector.runner import run
+from polarcloud.workers import camera as camera_worker
+from polarcloud.connector.runner import ChildError
+from polarcloud.workers import WorkerError
 from imagetools import colour_at, pattern_jpeg
 
 LOCAL_IP = "10.0.0.5"
@@ -136,7 +139,7 @@ def snap(server, cam="quadrants", status=204, **options):
                "upload": {"url": server.url("/upload/%d" % (status,)),
                           "fields": FIELDS}}
     request.update(options)
-    return camera.take_and_upload(request, timeout=30)
+    return run("camera", request, timeout=30)
 
 
 def only_upload(uploads):
@@ -225,7 +228,7 @@ def test_without_pillow_only_fitting_untransformed_snapshots_go(
 # --- timelapse files through the worker -----------------------------------
 
 def upload_file(server, path, status=204, max_size=None):
-    return camera.take_and_upload({
+    return run("camera", {
         "action": "upload_file", "path": path, "filename": "timelapse.mp4",
         "content_type": "video/mp4", "max_size": max_size,
         "upload": {"url": server.url("/upload/%d" % (status,)),
@@ -261,25 +264,25 @@ def test_empty_or_oversize_timelapse_is_refused(server, uploads, tmp_path,
 # --- image fitting in-process -------------------------------------------------
 
 def test_hard_to_compress_image_shrinks_until_it_fits():
-    out, width, height = camera.fit_image(pattern_jpeg(), False, False, 0,
+    out, width, height = camera_worker.fit_image(pattern_jpeg(), False, False, 0,
                                           40000, Image)
     assert len(out) <= 40000
     assert Image.open(io.BytesIO(out)).size == (width, height)
-    assert camera.MIN_WIDTH <= width < 1280
+    assert camera_worker.MIN_WIDTH <= width < 1280
 
 
 def test_image_is_never_truncated_to_fit():
     with pytest.raises(WorkerError) as e:
-        camera.fit_image(pattern_jpeg(), False, False, 0, 300, Image)
+        camera_worker.fit_image(pattern_jpeg(), False, False, 0, 300, Image)
     assert e.value.kind == "image"
 
 
 def test_without_pillow_the_reason_is_given():
     small = quadrant_jpeg(320, 240)
-    assert camera.fit_image(small, False, False, 0, 150000, None) == \
+    assert camera_worker.fit_image(small, False, False, 0, 150000, None) == \
         (small, None, None)
     with pytest.raises(WorkerError) as e:
-        camera.fit_image(small, False, False, 0, 1000, None)
+        camera_worker.fit_image(small, False, False, 0, 1000, None)
     assert e.value.kind == "no_pillow" and "shrunk" in str(e.value)
 
 
@@ -315,7 +318,7 @@ def octoprint_view(img, mask):
 def test_bitmask_shows_the_stream_as_mainsail_does(h, v, rotation):
     img = Image.frombytes("L", (3, 2), bytes(range(6)))   # no symmetry
     mainsail = img
-    for op in camera.orientation_ops(Image, h, v, rotation):
+    for op in camera_worker.orientation_ops(Image, h, v, rotation):
         mainsail = mainsail.transpose(op)
     octoprint = octoprint_view(img, camera.transform_bitmask(h, v, rotation))
     assert (octoprint.size, octoprint.tobytes()) == \
@@ -352,9 +355,8 @@ def test_absolute_url(url, local_ip, port, want):
 
 
 def test_camera_down_is_a_camera_error():
-    from polarcloud.child import ChildError
     with pytest.raises(ChildError) as e:
-        camera.take_and_upload({
+        run("camera", {
             "action": "snapshot", "snapshot_url": "http://127.0.0.1:9/snap",
             "max_size": 150000, "camera_timeout": 2,
             "upload": {"url": "http://127.0.0.1:9/up", "fields": []}},

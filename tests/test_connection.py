@@ -5,25 +5,29 @@ route to the reactor; the connection, the child processes and the Socket.IO
 server are all real.
 """
 import os
-import threading
 import time
 
 import pytest
 
 from conftest import EMAIL, PIN
-from polarcloud import connection as C
+from polarcloud.connector import connection as C
+from polarcloud.connector import registration as R
+from polarcloud.host import Host
+from polarcloud.settings import Settings
 
 # EMAIL/PIN: the session's account. Every printer on this host shares one
 # MAC, so a second account would get FORBIDDEN answers in later tests.
 
 
-class RecordingHost:
+class RecordingHost(Host):
+    """The Host interface as a recorder (the Klippy module would hand each
+    call to the reactor)."""
+
     def __init__(self):
         self.info = {}
         self.console_lines = []
         self.commands = []
         self.statuses = []
-        self.lock = threading.Lock()
 
     def publish(self, info):
         self.info = info
@@ -38,10 +42,11 @@ class RecordingHost:
         pass
 
     def check_alive(self):
-        pass
+        return True
 
-    def cloud_command(self, event, data):
-        self.commands.append((event, data))
+    def run_commands(self, commands, done):
+        self.commands.extend(commands)
+        done()
 
     def start_print(self, filename, reply):
         reply("not in this test")
@@ -63,7 +68,7 @@ SNAP = {"klippy": "ready", "state": "standby", "file_loads": 0,
 @pytest.fixture
 def conn(tmp_path, cloud, monkeypatch):
     monkeypatch.setattr(C, "HANDSHAKE_TIMEOUT", 2.)
-    monkeypatch.setattr(C, "REGISTER_TIMEOUT", 2.)
+    monkeypatch.setattr(R, "ANSWER_TIMEOUT", 2.)
     monkeypatch.setattr(C, "HELLO_FAILED_RETRY", 3.)
     cloud.start()
     cloud.add_account(EMAIL, PIN)
@@ -71,14 +76,14 @@ def conn(tmp_path, cloud, monkeypatch):
     cloud.answer_register = True
     cloud.register_reason = None
     host = RecordingHost()
-    c = C.CloudConnection(host, {
-        "url": cloud.url, "state_dir": str(tmp_path / "state"),
-        "printer_type": "delta", "printer_make": "Kossel",
-        "gcode_dir": str(tmp_path / "gcodes"), "max_download_bytes": 10**6,
-        "min_free_bytes": 0, "status_interval": 1.})
+    c = C.CloudConnection(host, Settings(
+        url=cloud.url, state_dir=str(tmp_path / "state"),
+        printer_type="delta", printer_make="Kossel",
+        gcode_dir=str(tmp_path / "gcodes"), max_download_size=1,
+        min_free_space=0, status_interval=1.))
     c.host_ = host
     c.start()
-    c.push_snapshot(SNAP)
+    c.push_sample(SNAP)
     yield c
     c.stop()
     cloud.hello_response = "SUCCESS"
@@ -234,15 +239,15 @@ def test_cloud_job_flow_and_send_next_print(tmp_path, cloud, monkeypatch):
             started.append(filename)
             reply(None)
     host = Host()
-    c = C.CloudConnection(host, {
-        "url": cloud.url, "state_dir": str(tmp_path / "state"),
-        "gcode_dir": str(tmp_path / "gcodes" / "polar_cloud"),
-        "max_download_bytes": 10**6, "min_free_bytes": 0,
-        "status_interval": 1., "send_next_print": True})
+    c = C.CloudConnection(host, Settings(
+        url=cloud.url, state_dir=str(tmp_path / "state"),
+        gcode_dir=str(tmp_path / "gcodes" / "polar_cloud"),
+        max_download_size=1, min_free_space=0, status_interval=1.,
+        send_next_print=True))
     c.host_ = host
     c.start()
     try:
-        c.push_snapshot(SNAP)
+        c.push_sample(SNAP)
         serial = online(c, cloud)
         url = cloud.serve_file("flow.gcode", b"G28\nG1 X10 E1\n" * 100)
         mark = cloud.mark()
@@ -257,12 +262,12 @@ def test_cloud_job_flow_and_send_next_print(tmp_path, cloud, monkeypatch):
                         print_duration=5., total_duration=6.,
                         filament_used=12., file_position=700,
                         file_size=1400, file_loads=1)
-        c.push_snapshot(printing)
+        c.push_sample(printing)
         cloud.wait_for("status", lambda d: d["status"] == 3, start=mark)
-        c.push_snapshot(dict(printing, state="complete", file_position=1400))
+        c.push_sample(dict(printing, state="complete", file_position=1400))
         nxt = cloud.wait_for("sendNextPrint", start=mark, timeout=15)
         assert nxt.data == {"serialNumber": serial}
-        c.push_snapshot(dict(printing, state="complete"))
+        c.push_sample(dict(printing, state="complete"))
         cloud.wait_for("status", lambda d: d["status"] == 0, start=mark,
                        timeout=15)
         jobs = [r.data for r in cloud.events[mark:] if r.event == "job"]

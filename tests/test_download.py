@@ -9,9 +9,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from polarcloud import download as download_module
-from polarcloud.download import (
-    NO_GCODE, Download, DownloadError, job_filename, pick_print_url)
+from polarcloud.connector.runner import ChildError, ChildProcess
+from polarcloud.printfiles import (
+    NO_GCODE, DownloadError, job_fields, job_filename, pick_print_url)
+from polarcloud.workers import download as download_module
 
 BODY = os.urandom(300 * 1024)
 
@@ -90,11 +91,18 @@ def dest(tmp_path):
     return str(tmp_path / "gcodes")
 
 
-def fetch(server, dest, path, filename="job_cloud_1.gcode", max_bytes=10 ** 6,
-          min_free_bytes=0, **kwargs):
-    dl = Download(server + path, dest, filename, max_bytes,
-                  min_free_bytes=min_free_bytes, read_timeout=5, **kwargs)
-    return dl.run(timeout=30)
+def download(server, dest, path, filename="job_cloud_1.gcode",
+             max_bytes=10 ** 6, min_free_bytes=0, timeout=30, **kwargs):
+    """The download worker as connector/prints.py runs it."""
+    request = {"url": server + path, "dest_dir": dest, "filename": filename,
+               "max_bytes": max_bytes, "min_free_bytes": min_free_bytes,
+               "connect_timeout": 5, "read_timeout": 5}
+    return ChildProcess("download", request, timeout=timeout, silence=15,
+                        **kwargs)
+
+
+def fetch(server, dest, path, **kwargs):
+    return download(server, dest, path, **kwargs).run()
 
 
 def listing(dest):
@@ -134,26 +142,31 @@ def test_job_filename_lengths_and_safety():
 
 # ---------------------------------------------------------------- pick_print_url
 
-def test_pick_print_url_gcode():
-    assert pick_print_url({"gcodeFile": "https://h/a.gcode"}) == (
-        "gcodeFile", "https://h/a.gcode")
-    assert pick_print_url({"fileToPrint": "gcodeFile", "gcodeFile": "http://h/a",
-                           "stlFile": "http://h/b.stl"}) == ("gcodeFile", "http://h/a")
+@pytest.mark.parametrize("payload", [
+    {"gcodeFile": "https://h/a"},
+    {"fileToPrint": "gcodeFile", "gcodeFile": "https://h/a",
+     "stlFile": "http://h/b.stl"},
+    # the service sends several files; the G-code is printed whenever
+    # there is one, whatever fileToPrint names (as Polar3D's connector)
+    {"fileToPrint": "threemfFile", "gcodeFile": "https://h/a",
+     "threemfFile": "https://h/a.3mf"},
+    {"fileToPrint": "stlFile", "gcodeFile": "https://h/a",
+     "stlFile": "https://h/a.stl"},
+    {"fileToPrint": "configFile", "gcodeFile": "https://h/a"},
+    {"gcode_file": "https://h/a"},
+])
+def test_pick_print_url_takes_the_gcode(payload):
+    assert pick_print_url(payload) == "https://h/a"
 
 
 @pytest.mark.parametrize("payload, message", [
     ({"stlFile": "https://h/a.stl", "configFile": "https://h/a.ini"}, NO_GCODE),
     ({"threemfFile": "https://h/a.gcode.3mf"}, NO_GCODE),
-    ({"fileToPrint": "threemfFile", "gcodeFile": "https://h/a",
-      "threemfFile": "https://h/a.3mf"}, NO_GCODE),
-    ({"fileToPrint": "stlFile", "gcodeFile": "https://h/a",
-      "stlFile": "https://h/a.stl"}, NO_GCODE),
+    ({"fileToPrint": "stlFile", "stlFile": "https://h/a.stl"}, NO_GCODE),
     ({"jobId": "1"}, "no file to print"),
-    ({"fileToPrint": "configFile", "gcodeFile": "https://h/a"}, "unknown file"),
     ({"gcodeFile": "file:///etc/passwd"}, "invalid G-code URL"),
     ({"gcodeFile": "ftp://h/a.gcode"}, "invalid G-code URL"),
     ({"gcodeFile": 12}, "invalid G-code URL"),
-    (None, "no payload"),
 ])
 def test_pick_print_url_rejects(payload, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -162,9 +175,24 @@ def test_pick_print_url_rejects(payload, message):
 
 # ---------------------------------------------------------------------- download
 
+@pytest.mark.parametrize("data, job_id, name", [
+    ({"jobId": "OP1-2", "jobName": "cube"}, "OP1-2", "cube"),
+    ({"job_id": 77, "job_name": "x"}, "77", "x"),
+    ({}, "123", ""),
+    ({"jobId": "  "}, "123", ""),
+    ({"jobId": "A\udfff"}, None, ""),          # not text: refused
+    ({"jobId": "x" * 65}, None, ""),
+    ({"jobId": ["1"]}, None, ""),
+    ({"jobId": "1", "jobName": "bad\ud800\n"}, "1", "bad\\ud800\\n"),
+])
+def test_job_fields(data, job_id, name):
+    assert job_fields(data) == (job_id, name)
+
+
 def test_download_ok(server, dest):
     seen = []
-    result = fetch(server, dest, "/ok", on_progress=lambda d, t: seen.append((d, t)))
+    result = fetch(server, dest, "/ok", on_message=lambda m: seen.append(
+        (m["progress"], m["total"])))
     path = os.path.join(dest, "job_cloud_1.gcode")
     assert result == {"path": path, "filename": "job_cloud_1.gcode", "bytes": len(BODY)}
     with open(path, "rb") as f:
@@ -193,25 +221,25 @@ def test_existing_file_is_not_overwritten(server, dest):
 
 
 def test_http_404(server, dest):
-    with pytest.raises(DownloadError, match="HTTP 404 downloading the print file"):
+    with pytest.raises(ChildError, match="HTTP 404 downloading the print file"):
         fetch(server, dest, "/missing")
     assert listing(dest) == []
 
 
 def test_truncated_body_leaves_nothing(server, dest):
-    with pytest.raises(DownloadError, match="interrupted|incomplete"):
+    with pytest.raises(ChildError, match="interrupted|incomplete"):
         fetch(server, dest, "/truncated")
     assert listing(dest) == []
 
 
 def test_chunked_body_over_cap_leaves_nothing(server, dest):
-    with pytest.raises(DownloadError, match="larger than the 100 kB limit"):
+    with pytest.raises(ChildError, match="larger than the 100 kB limit"):
         fetch(server, dest, "/chunked", max_bytes=100 * 1024)
     assert listing(dest) == []
 
 
 def test_content_length_over_cap_writes_nothing(server, dest):
-    with pytest.raises(DownloadError, match="larger than the 1 MB limit"):
+    with pytest.raises(ChildError, match="larger than the 1 MB limit"):
         fetch(server, dest, "/huge", max_bytes=1024 * 1024)
     assert listing(dest) == []
 
@@ -219,28 +247,27 @@ def test_content_length_over_cap_writes_nothing(server, dest):
 def test_not_enough_disk_space(server, dest):
     os.makedirs(dest)
     too_much = shutil.disk_usage(dest).free + 10 ** 12
-    with pytest.raises(DownloadError, match="not enough free disk space"):
+    with pytest.raises(ChildError, match="not enough free disk space"):
         fetch(server, dest, "/ok", min_free_bytes=too_much)
     assert listing(dest) == []
 
 
 def test_filename_with_path_is_refused(server, dest):
     for bad in ("../x.gcode", "a/b.gcode", ".x.gcode", ""):
-        with pytest.raises(DownloadError, match="invalid download file name"):
+        with pytest.raises(ChildError, match="invalid download file name"):
             fetch(server, dest, "/ok", filename=bad)
     assert listing(dest) == []
 
 
 def test_cancel_mid_download_leaves_nothing(server, dest):
-    dl = None
     started = threading.Event()
 
-    def on_progress(done, total):
-        if done > 0:
+    def on_progress(message):
+        if message["progress"] > 0:
             started.set()
 
-    dl = Download(server + "/slow", dest, "slow.gcode", 10 ** 9, min_free_bytes=0,
-                  on_progress=on_progress, read_timeout=5)
+    dl = download(server, dest, "/slow", "slow.gcode", 10 ** 9,
+                  on_message=on_progress)
     errors = []
     runner = threading.Thread(target=lambda: errors.append(run_catching(dl)))
     runner.start()
@@ -250,34 +277,36 @@ def test_cancel_mid_download_leaves_nothing(server, dest):
     runner.join(10)
     assert not runner.is_alive()
     assert errors == ["download cancelled"] and dl.cancelled
-    assert listing(dest) == []
+    # killed mid-write: prints.py removes the worker's temp file
+    assert listing(dest) == [] or listing(dest) == [".slow.gcode.part"]
 
 
 def test_cancel_before_run(server, dest):
-    dl = Download(server + "/ok", dest, "x.gcode", 10 ** 6)
+    dl = download(server, dest, "/ok", "x.gcode")
     dl.cancel()
-    with pytest.raises(DownloadError, match="download cancelled"):
+    with pytest.raises(ChildError, match="download cancelled"):
         dl.run()
     assert listing(dest) == []
 
 
 def run_catching(dl):
     try:
-        dl.run(timeout=30)
-    except DownloadError as e:
+        dl.run()
+    except ChildError as e:
         return str(e)
     return "finished"
 
 
 def test_overall_timeout_kills_worker(server, dest):
-    with pytest.raises(DownloadError, match="download timed out after 1.5 s"):
-        Download(server + "/slow", dest, "slow.gcode", 10 ** 9, min_free_bytes=0,
-                 read_timeout=5).run(timeout=1.5)
-    assert listing(dest) == []
+    dl = download(server, dest, "/slow", "slow.gcode", 10 ** 9, timeout=1.5)
+    with pytest.raises(ChildError, match="download worker timed out after"
+                       " 1.5 s"):
+        dl.run()
+    assert dl.returncode < 0     # killed
 
 
 def test_unreachable_server(dest):
-    with pytest.raises(DownloadError, match="could not reach the print file server"):
+    with pytest.raises(ChildError, match="could not reach the print file server"):
         fetch("http://127.0.0.1:1", dest, "/x.gcode")
     assert listing(dest) == []
 

@@ -102,9 +102,22 @@ def test_commands_from_wrong_serial_are_ignored(online, printer, cloud):
         "heater_bed"]["target"] == 0.
 
 
+def test_temperature_sets_known_heaters_and_ignores_the_rest(online, printer,
+                                                             cloud):
+    """{"bed": .., "tool1": ..} on a one-extruder printer, or with a jobId,
+    sets the bed (both production clients ignore what they do not know)."""
+    serial = online
+    mark = cloud.mark()
+    cloud.emit("temperature", {"serialNumber": serial, "bed": 35,
+                               "tool1": 0, "jobId": "0"}, serial=serial)
+    cloud.wait_for("status", lambda d: d.get("targetBed") == 35.0,
+                   start=mark, timeout=10)
+    printer.klippy.gcode("M140 S0")
+
+
 @pytest.mark.parametrize("payload,why", [
     ({"bed": 500}, "outside"),
-    ({"tool7": 200}, "unknown heater"),
+    ({"tool7": 200}, "no heater of this printer"),
     ({"bed": "hot"}, "must be a number"),
 ])
 def test_temperature_refusals(online, printer, cloud, payload, why):

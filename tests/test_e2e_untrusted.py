@@ -42,8 +42,9 @@ def test_malformed_cloud_packets_are_harmless(online, printer, cloud):
     log = printer.log_text()
     assert "Internal error" not in log
     assert "polar_cloud: internal error" not in log
+    # only the one valid target among the junk (1 C) may have been set
     assert printer.klippy.query(extruder=["target"])["extruder"]["target"] \
-        == 0.
+        in (0., 1.)
     assert printer.print_state() in ("standby", "complete", "cancelled")
     # and it still obeys a good command afterwards
     mark = cloud.mark()
@@ -51,4 +52,4 @@ def test_malformed_cloud_packets_are_harmless(online, printer, cloud):
                serial=serial)
     cloud.wait_for("status", lambda d: d.get("targetBed") == 30.0,
                    start=mark, timeout=10)
-    printer.klippy.gcode("M140 S0")
+    printer.klippy.gcode("M140 S0\nM104 S0")

@@ -93,7 +93,7 @@ def client(emu):
 
 
 def registered(emu, client, keys):
-    """A registered printer, reconnected with a fresh challenge (§3.6)."""
+    """A registered printer, reconnected with a fresh challenge (docs/protocol.md#registration)."""
     p = client()
     serial = p.register(keys[0])["serialNumber"]
     p.close()
@@ -116,7 +116,7 @@ def test_register_gives_serial_and_hides_pin(emu, client, keys):
     assert "pin" not in info["register"]
     rec = emu.wait_for("register")
     assert rec.data["pin"] == "***" and rec.serial == "KL000123" and not rec.authed
-    # Same account + device again: same serial (§3.7); another account: FORBIDDEN.
+    # Same account + device again: same serial (docs/protocol.md#registration); another account: FORBIDDEN.
     assert p.register(keys[0])["serialNumber"] == "KL000123"
     emu.add_account("other@example.com", "9999")
     q = client()

@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from polarcloud import keys, store
+from polarcloud.workers import keys as keys_worker
 
 GOLDEN_KEY = os.path.join(os.path.dirname(__file__), "data", "golden_key.pem")
 GOLDEN_CHALLENGE = "Tm9uY2UtNDI=éü-challenge"   # signed as UTF-8, not decoded
@@ -33,8 +34,8 @@ def test_signature_verifies_with_independent_library():
 
 
 def test_spki_pem_matches_independent_encoder():
-    priv = keys.load_private(GOLDEN_KEY)
-    ours = keys.public_pem(priv)
+    priv = keys_worker.load_private(GOLDEN_KEY)
+    ours = keys_worker.public_pem(priv)
     assert ours.startswith("-----BEGIN PUBLIC KEY-----\n")
     assert ours.endswith("-----END PUBLIC KEY-----\n")
     body = ours.strip().splitlines()[1:-1]
@@ -49,11 +50,24 @@ def test_spki_pem_matches_independent_encoder():
 
 def test_generate_key_is_private_and_kept(tmp_path):
     path = str(tmp_path / "state" / "key.pem")
-    first = keys.generate_key(path)
+    first, moved = keys.generate_key(path, timeout=300)
+    assert moved is None
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
     # an existing key is never replaced (the cloud knows its public half)
-    assert keys.generate_key(path) == first
+    assert keys.generate_key(path, timeout=300) == (first, None)
+
+
+def test_unreadable_key_is_moved_aside_never_overwritten(tmp_path):
+    path = str(tmp_path / "key.pem")
+    with open(GOLDEN_KEY, "rb") as f:
+        truncated = f.read()[:200]
+    store.atomic_write(path, truncated, 0o600)
+    public, moved = keys.generate_key(path, timeout=300)
+    assert public.startswith("-----BEGIN PUBLIC KEY-----")
+    assert moved.startswith(path + ".corrupt-")
+    with open(moved, "rb") as f:
+        assert f.read() == truncated
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
@@ -70,10 +84,23 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
     assert os.listdir(str(tmp_path)) == ["state.json"]
 
 
-def test_state_store_ignores_blank_or_corrupt_serial(tmp_path):
+def test_state_store_ignores_blank_serial(tmp_path):
     st = store.StateStore(str(tmp_path))
     st.save({"serial": "  "})
     assert "serial" not in st.load()
-    with open(st.state_path, "w") as f:
-        f.write("{not json")
-    assert st.load() == {}
+
+
+@pytest.mark.parametrize("content", [b"{not json", b'{"serial": "KL1"',
+                                     b'["KL1"]', b"\xff\xfe", b""])
+def test_unreadable_state_is_kept_aside(tmp_path, content):
+    st = store.StateStore(str(tmp_path))
+    with open(st.state_path, "wb") as f:
+        f.write(content)
+    with pytest.raises(store.StateProblem) as e:
+        st.load()
+    assert e.value.safe_to_save and "kept as" in str(e.value)
+    aside = [n for n in os.listdir(str(tmp_path)) if ".corrupt-" in n]
+    assert len(aside) == 1 and not os.path.exists(st.state_path)
+    with open(os.path.join(str(tmp_path), aside[0]), "rb") as f:
+        assert f.read() == content
+    assert st.load() == {}      # now nothing is there

@@ -2,8 +2,8 @@
 import pytest
 
 from polarcloud import protocol as P
-from polarcloud.connection import Backoff
-from polarcloud.jobs import JobTracker
+from polarcloud import status as S
+from polarcloud.backoff import Backoff
 
 
 def snap(klippy="ready", state="standby", **kw):
@@ -40,11 +40,11 @@ MAPPING = [
 
 @pytest.mark.parametrize("s,job,code", MAPPING)
 def test_status_mapping(s, job, code):
-    assert P.base_code(s, job) == code
+    assert S.base_code(s, job) == code
 
 
 def test_status_fields_printing_cloud_job():
-    st = P.build_status("KL000123", P.PRINTING, snap(state="printing"),
+    st = S.build_status("KL000123", P.PRINTING, snap(state="printing"),
                         CLOUD, 1_700_000_000)
     assert st["status"] == 3 and st["jobId"] == "KL1-77"
     assert st["progressDetail"] == "Printing Job: a Percent Complete: 50.0%"
@@ -56,14 +56,14 @@ def test_status_fields_printing_cloud_job():
 
 
 def test_status_fields_idle():
-    st = P.build_status("KL000123", P.IDLE, snap(), None, 0)
+    st = S.build_status("KL000123", P.IDLE, snap(), None, 0)
     assert st["jobId"] == "0" and st["progress"] == "Idle"
     assert st["printSeconds"] == 0 and st["estimatedTime"] == "0"
 
 
 def test_cadence():
-    c = P.StatusCadence()
-    idle = P.build_status("S", 0, snap(temps={"bed": (20., 0.)}), None, 0)
+    c = S.StatusCadence()
+    idle = S.build_status("S", 0, snap(temps={"bed": (20., 0.)}), None, 0)
     assert c.due(idle, 0.)
     c.sent(idle, 0.)
     assert not c.due(idle, 59.)
@@ -79,23 +79,23 @@ def test_cadence():
 
 
 SERIAL_CASES = [
-    ("pause", {"serialNumber": "S1"}, True),
-    ("pause", {"serialNumber": "S2"}, False),
-    ("pause", {}, False),
-    ("pause", "S1", False),
-    ("print", {"serialNumber": None}, False),
-    ("helloResponse", {"status": "SUCCESS"}, True),
-    ("helloResponse", {"status": "SUCCESS", "serialNumber": "S2"}, False),
-    ("delete", {}, True),
-    ("delete", {"serialNumber": "S2"}, False),
-    ("welcome", {"challenge": "x"}, True),
-    ("registerResponse", {"status": "FAILED"}, True),
+    (P.SERIAL_REQUIRED, {"serialNumber": "S1"}, True),
+    (P.SERIAL_REQUIRED, {"serialNumber": "S2"}, False),
+    (P.SERIAL_REQUIRED, {}, False),
+    (P.SERIAL_REQUIRED, "S1", False),
+    (P.SERIAL_REQUIRED, {"serialNumber": None}, False),
+    (P.SERIAL_OPTIONAL, {"status": "SUCCESS"}, True),
+    (P.SERIAL_OPTIONAL, {"status": "SUCCESS", "serialNumber": "S2"}, False),
+    (P.SERIAL_OPTIONAL, {}, True),
+    (P.SERIAL_OPTIONAL, "S1", False),
+    (P.NO_SERIAL, {"challenge": "x"}, True),
+    (P.NO_SERIAL, "FAILED", True),
 ]
 
 
-@pytest.mark.parametrize("event,data,ok", SERIAL_CASES)
-def test_serial_filter(event, data, ok):
-    assert P.accepts(event, data, "S1") is ok
+@pytest.mark.parametrize("rule,data,ok", SERIAL_CASES)
+def test_serial_filter(rule, data, ok):
+    assert P.serial_ok(rule, data, "S1") is ok
 
 
 def test_register_answers():
@@ -113,84 +113,9 @@ def test_register_answers():
 
 def test_backoff_bounds():
     for rand in (lambda: 0., lambda: 0.999999):
-        b = Backoff(base=2., cap=60., rand=rand)
+        b = Backoff(2., 60., rand=rand)
         delays = [b.next_delay() for _ in range(40)]
         assert all(1. <= d <= 60. for d in delays)
         assert delays[-1] >= 30.       # capped, never runaway, never tiny
         b.reset()
         assert b.next_delay() <= 2.
-
-
-# --- job tracking -----------------------------------------------------
-
-def run(tracker, states, t0=0.):
-    for i, s in enumerate(states):
-        tracker.update(s, t0 + i)
-
-
-def codes_until_idle(tracker, s):
-    out = []
-    for _ in range(10):
-        out.append(tracker.status_code(s))
-        tracker.status_sent()
-    return out
-
-
-def test_local_job_completes_once():
-    t = JobTracker()
-    run(t, [snap(), snap(state="printing"), snap(state="printing"),
-            snap(state="complete"), snap(state="complete")])
-    events = t.take_events()
-    assert [(e["jobId"], e["state"]) for e in events] == [("123", "completed")]
-    assert events[0]["printSeconds"] == 10 and events[0]["bytesRead"] == 500
-    assert codes_until_idle(t, snap(state="complete"))[0] == P.IDLE
-
-
-def test_cloud_job_sequence_and_one_event():
-    t = JobTracker()
-    t.update(snap(), 0.)
-    t.begin_download("KL1-9", "part", 0., 0.)
-    assert t.status_code(snap()) == P.PREPARING
-    t.download_done("polar_cloud/part.gcode", 1.)
-    run(t, [snap(), snap(state="printing", filename="polar_cloud/part.gcode"),
-            snap(state="complete", filename="polar_cloud/part.gcode")], 2.)
-    assert [e["state"] for e in t.take_events()] == ["completed"]
-    assert codes_until_idle(t, snap(state="complete")) == \
-        [5, 5, 5, 7, 7, 7, 0, 0, 0, 0]
-
-
-def test_fast_job_never_seen_printing():
-    t = JobTracker()
-    t.update(snap(file_loads=1), 0.)
-    t.update(snap(state="complete", file_loads=2), 1.)
-    assert [e["state"] for e in t.take_events()] == ["completed"]
-
-
-def test_cancel_macro_to_standby_and_shutdown():
-    t = JobTracker()
-    run(t, [snap(), snap(state="printing"), snap(state="standby")])
-    assert [e["state"] for e in t.take_events()] == ["canceled"]
-    run(t, [snap(state="printing"), snap(klippy="shutdown", state=None)])
-    assert [e["state"] for e in t.take_events()] == ["canceled"]
-
-
-def test_restored_job_after_restart_is_cancelled_once():
-    t = JobTracker(restored_job={"id": "KL1-5", "cloud": True,
-                                 "filename": "polar_cloud/x.gcode"})
-    t.update(snap(klippy="startup", state=None), 0.)
-    assert t.take_events() == []
-    t.update(snap(), 1.)
-    t.update(snap(), 2.)
-    events = t.take_events()
-    assert [(e["jobId"], e["state"]) for e in events] == [("KL1-5",
-                                                           "canceled")]
-    assert codes_until_idle(t, snap())[:4] == [6, 6, 6, 0]
-
-
-def test_failed_download_reports_error_once_then_idle():
-    t = JobTracker()
-    t.begin_download("KL1-3", "x", 0., 0.)
-    t.cloud_job_failed()
-    assert [(e["jobId"], e["state"]) for e in t.take_events()] == [
-        ("KL1-3", "canceled")]
-    assert codes_until_idle(t, snap())[:2] == [P.ERROR, P.IDLE]

@@ -1,8 +1,9 @@
 """Snapshot scheduling and upload-URL bookkeeping (pure logic, no I/O)."""
 import pytest
 
-from polarcloud.snapshots import (
-    DEFAULT_MAX_SIZE, CameraHealth, SnapshotCadence, UploadUrls)
+from polarcloud.backoff import Backoff
+from polarcloud.camera import DEFAULT_MAX_SIZE, SnapshotCadence, UploadUrls
+from polarcloud.connector.uploads import CAMERA_RETRY
 
 OK = {"status": "SUCCESS", "type": "printing", "url": "https://s3/bucket",
       "fields": {"key": "a", "Policy": "p", "X-Amz-Signature": "s"},
@@ -103,30 +104,12 @@ def test_clear_forgets_urls_and_requests():
     assert urls.want("idle", "0", 1.)
 
 
-def test_camera_health_logs_once_and_backs_off_to_600_s():
-    h = CameraHealth()
-    assert h.may_try(0.)
-    assert h.failed(0., "down") is True
-    assert h.last_error == "down"
-    now, delays = 0., []
-    for _ in range(6):
-        assert not h.may_try(h.next_try - .1) and h.may_try(h.next_try)
-        delays.append(h.next_try - now)
-        now = h.next_try
-        assert h.failed(now, "down") is False        # same outage: no log
-    assert delays == [30., 60., 120., 240., 480., 600.]
-    assert h.next_try - now == 600.
-
-
-def test_camera_health_recovery_starts_a_new_outage():
-    h = CameraHealth()
-    assert h.ok(0.) is False                         # was not failing
-    h.failed(0., "down")
-    h.failed(30., "down")
-    assert h.ok(100.) is True and h.may_try(100.)
-    assert h.last_error is None
-    assert h.failed(200., "down again") is True      # logged again
-    assert h.next_try == 230.
+def test_failing_camera_is_retried_from_30_s_up_to_10_min():
+    retry = Backoff(*CAMERA_RETRY, jitter=False)
+    assert [retry.next_delay() for _ in range(7)] == [
+        30., 60., 120., 240., 480., 600., 600.]
+    retry.reset()                                    # camera works again
+    assert retry.next_delay() == 30.
 
 
 def test_snapshot_cadence():

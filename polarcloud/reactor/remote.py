@@ -1,28 +1,26 @@
 """Cloud commands carried out on Klippy's reactor thread.
 
 RemoteControl belongs to the Klippy module and is only called on the
-reactor (through register_async_callback).  It runs G-code with
-gcode.run_script and never raises into the reactor: every refusal or
-failure becomes one log line and one console message.
+reactor.  It runs G-code with gcode.run_script and never raises into the
+reactor: every refusal or failure becomes one log line and one console
+message.
 """
 import logging
 
-from . import commands
-from .commands import CommandRefused
+from .. import commands
+from ..commands import CommandRefused
+from ..printer import ACTIVE_PRINT_STATES
+from ..text import clean
 
 log = logging.getLogger("polar_cloud")
-BUSY_STATES = ("printing", "paused")
 
 
 class RemoteControl:
-    def __init__(self, module, config):
-        self.module = module
-        self.printer = module.printer
-        self.allow_gcode = config.getboolean("allow_gcode_commands", True)
-        macros = config.get("custom_commands", None)
-        self.configured_macros = None if macros is None else [
-            m.strip() for m in macros.replace("\n", ",").split(",")
-            if m.strip()]
+    def __init__(self, printer, gcode, settings):
+        self.printer = printer
+        self.gcode = gcode
+        self.allow_gcode = settings.allow_gcode_commands
+        self.configured_macros = settings.custom_commands
         self.heater_ranges = {}
         self.command_list = []
 
@@ -41,8 +39,12 @@ class RemoteControl:
             if " " in name:     # "gcode_macro" alone is the template helper
                 macros[name.split()[-1].upper()] = getattr(obj, "cmd_desc",
                                                            "")
-        self.command_list = commands.macro_list(macros,
-                                                self.configured_macros)
+        self.command_list, left_out = commands.macro_list(
+            macros, self.configured_macros)
+        if left_out:
+            log.info("polar_cloud: only %d macros are offered to the cloud;"
+                     " left out: %s (choose with custom_commands)",
+                     len(self.command_list), ", ".join(left_out))
         if self.configured_macros:
             missing = set(m.upper() for m in self.configured_macros) - set(
                 macros)
@@ -50,32 +52,30 @@ class RemoteControl:
                 log.warning("polar_cloud: custom_commands names unknown"
                             " macros: %s", ", ".join(sorted(missing)))
 
-    def handle_online(self):
-        self.module.conn.post("online_extras", {
-            "commandList": self.command_list,
-            "klipper_version": self.printer.get_start_args().get(
-                "software_version", "?")})
+    def online_extras(self):
+        return {"commandList": self.command_list,
+                "klipper_version": self.printer.get_start_args().get(
+                    "software_version", "?")}
 
     # --- commands (reactor) ---------------------------------------------
 
     def run(self, event, data):
+        """Carry out one cloud command (event names: connection.py)."""
         handler = getattr(self, "cmd_" + event, None)
         try:
             if handler is None:
                 raise CommandRefused("not supported on Klipper")
-            handler(data if isinstance(data, dict) else {})
+            handler(data)
         except CommandRefused as e:
             self._refused(event, e)
         except self.printer.command_error as e:
-            self._refused(event, "Klipper said: %s" % (str(e).split("\n")[0],))
-        except Exception:
-            log.exception("polar_cloud: %s from the cloud failed", event)
-        self.module.push_fresh_snapshot()
+            self._refused(event, "Klipper said: %s"
+                          % (clean(str(e).split("\n")[0]),))
 
     def _refused(self, event, why):
         message = "Polar Cloud: %s refused: %s" % (event, why)
         log.info("polar_cloud: %s", message)
-        self.module.gcode.respond_info(message, log=False)
+        self.gcode.respond_info(message, log=False)
 
     def _print_state(self):
         ps = self.printer.lookup_object("print_stats", None)
@@ -84,7 +84,7 @@ class RemoteControl:
         return ps.get_status(self.printer.get_reactor().monotonic())["state"]
 
     def _run(self, script):
-        self.module.gcode.run_script(script)
+        self.gcode.run_script(script)
 
     def cmd_pause(self, data):
         self._run("PAUSE")
@@ -105,13 +105,16 @@ class RemoteControl:
             self._run(line)
 
     def cmd_temperature(self, data):
-        for heater, target in commands.temperature_targets(
-                data, self.heater_ranges):
+        targets, ignored = commands.temperature_targets(
+            data, self.heater_ranges)
+        if ignored:
+            log.debug("polar_cloud: temperature: ignored %s", ignored)
+        for heater, target in targets:
             self._run("SET_HEATER_TEMPERATURE HEATER=%s TARGET=%.1f"
                       % (heater, target))
 
     def cmd_jogPrinter(self, data):
-        if self._print_state() in BUSY_STATES:
+        if self._print_state() in ACTIVE_PRINT_STATES:
             raise CommandRefused("the printer is printing")
         body = data.get("jogPrinter", data)
         self._run(commands.jog_script(body))
@@ -120,8 +123,8 @@ class RemoteControl:
         name = data.get("command")
         offered = [c["command"] for c in self.command_list]
         if not isinstance(name, str) or name not in offered:
-            raise CommandRefused("%.40r is not one of the offered macros"
-                                 % (name,))
+            raise CommandRefused("%s is not one of the offered macros"
+                                 % (clean(name, 40),))
         self._run(name)
 
     def cmd_connectPrinter(self, data):
@@ -140,19 +143,14 @@ class RemoteControl:
 
     # --- cloud print start (reactor) --------------------------------------
 
-    def start_print(self, filename, reply):
-        """Start a downloaded cloud file; reply(error or None)."""
+    def start_print(self, filename):
+        """Start a downloaded cloud file; returns None or why it did not."""
         try:
-            if self._print_state() in BUSY_STATES:
+            if self._print_state() in ACTIVE_PRINT_STATES:
                 raise CommandRefused("the printer is busy")
             self._run('SDCARD_PRINT_FILE FILENAME="%s"' % (filename,))
         except CommandRefused as e:
-            reply(str(e))
+            return str(e)
         except self.printer.command_error as e:
-            reply("Klipper said: %s" % (str(e).split("\n")[0],))
-        except Exception as e:
-            log.exception("polar_cloud: starting %s failed", filename)
-            reply("internal error: %s" % (e,))
-        else:
-            reply(None)
-        self.module.push_fresh_snapshot()
+            return "Klipper said: %s" % (clean(str(e).split("\n")[0]),)
+        return None

@@ -1,0 +1,84 @@
+"""Printer samples: the plain dict of printer state the connector works
+from, read from Klipper's objects on the reactor.
+
+A sample is pushed to the connector when it changes (temperatures in
+TEMP_STEP steps), so an idle printer costs the connector nothing.
+"""
+from ..printer import HEATERS
+
+TEMP_STEP = 0.5     # finer than the 1 C a status cares about
+
+
+class PrinterSampler:
+    def __init__(self, printer):
+        self.printer = printer
+        self.print_stats = self.sdcard = None
+        self.heaters = []
+        self.file_loads = 0
+        self.last = None
+        printer.register_event_handler("virtual_sdcard:reset_file",
+                                       self._handle_file_load)
+
+    def handle_ready(self):
+        printer = self.printer
+        self.print_stats = printer.lookup_object("print_stats", None)
+        self.sdcard = printer.lookup_object("virtual_sdcard", None)
+        pheaters = printer.lookup_object("heaters", None)
+        self.heaters = []
+        if pheaters is not None:
+            names = [n.split()[-1] for n in pheaters.get_status(
+                printer.get_reactor().monotonic())["available_heaters"]]
+            for key, name, _target in HEATERS:
+                if name in names:
+                    self.heaters.append((key, pheaters.lookup_heater(name)))
+
+    def _handle_file_load(self):
+        # counts file loads, so a job that starts and ends between two
+        # samples is still seen (see jobs.py)
+        self.file_loads += 1
+
+    def sample(self, eventtime):
+        msg, state = self.printer.get_state_message()
+        sample = {"klippy": state, "file_loads": self.file_loads,
+                  "message": msg.strip() if state != "ready" else None}
+        if state == "ready" and self.print_stats is not None:
+            ps = self.print_stats.get_status(eventtime)
+            sample.update(state=ps["state"], filename=ps["filename"],
+                          print_duration=ps["print_duration"],
+                          total_duration=ps["total_duration"],
+                          filament_used=ps["filament_used"],
+                          message=ps.get("message") or None)
+            if self.sdcard is not None:
+                sd = self.sdcard.get_status(eventtime)
+                sample.update(file_position=sd["file_position"],
+                              file_size=sd["file_size"])
+        sample["temps"] = {key: heater.get_temp(eventtime)
+                           for key, heater in self.heaters}
+        return sample
+
+    def changed(self, eventtime):
+        """A new sample if it differs from the last one taken, else None."""
+        sample = self.sample(eventtime)
+        if self.last is not None and _same(sample, self.last):
+            return None
+        self.last = sample
+        return sample
+
+    def fresh(self, eventtime):
+        self.last = self.sample(eventtime)
+        return self.last
+
+
+def _same(a, b):
+    if a.keys() != b.keys():
+        return False
+    for key in a:
+        if key == "temps":
+            ta, tb = a["temps"], b["temps"]
+            if ta.keys() != tb.keys() or any(
+                    ta[k][1] != tb[k][1]
+                    or abs(ta[k][0] - tb[k][0]) >= TEMP_STEP for k in ta):
+                return False
+        elif a[key] != b[key]:
+            return False
+    return True

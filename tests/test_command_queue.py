@@ -1,0 +1,118 @@
+"""The bound on cloud commands, and the inbound event table (no socket)."""
+from polarcloud.connector import command_queue as Q
+from polarcloud.connector.command_queue import CommandQueue
+from polarcloud.connector.connection import CloudConnection
+from polarcloud.connector.session import Session
+from polarcloud.settings import Settings
+
+from test_connection import RecordingHost
+
+
+class Printer:
+    def __init__(self):
+        self.batches = []
+        self.lines = []
+
+    def run(self, batch):
+        self.batches.append(batch)
+
+
+def queue():
+    p = Printer()
+    return p, CommandQueue(p.run, p.lines.append)
+
+
+def test_one_batch_at_a_time():
+    p, q = queue()
+    q.add("command", {"n": 1}, 0.)
+    q.add("command", {"n": 2}, 0.)
+    q.add("temperature", {"n": 3}, 0.)
+    assert p.batches == [[("command", {"n": 1})]]     # one in flight
+    q.batch_done()
+    assert p.batches[1] == [("command", {"n": 2}), ("temperature", {"n": 3})]
+    q.batch_done()
+    assert len(p.batches) == 2 and not q.in_flight
+
+
+def test_a_storm_is_refused_past_the_burst_with_two_lines():
+    p, q = queue()
+    for i in range(1000):
+        q.add("command", {"n": i}, 0.)
+    accepted = sum(len(b) for b in p.batches) + len(q.queue)
+    assert accepted == Q.BURST
+    assert q.refused == 1000 - Q.BURST
+    assert len(p.lines) == 1 and "refusing" in p.lines[0]
+    while q.in_flight:
+        q.batch_done()
+    q.tick(Q.BURST / Q.RATE + 1.)       # the bucket refilled: burst over
+    assert len(p.lines) == 2 and "refused %d" % (1000 - Q.BURST,) in p.lines[1]
+    q.add("command", {"n": "after"}, 20.)
+    assert p.batches[-1] == [("command", {"n": "after"})]
+
+
+def test_pause_and_cancel_jump_the_queue_and_are_never_refused():
+    p, q = queue()
+    for i in range(1000):
+        q.add("command", {"n": i}, 0.)
+    q.add("pause", {}, 0.)
+    q.add("pause", {}, 0.)          # a repeat is merged
+    q.add("cancel", {}, 0.)
+    q.batch_done()
+    assert p.batches[1][:2] == [("pause", {}), ("cancel", {})]
+    assert q.refused == 1000 - Q.BURST
+
+
+def test_rate_after_the_burst():
+    p, q = queue()
+    for i in range(Q.BURST):
+        q.add("command", {}, 0.)
+    q.add("command", {}, 0.)                 # refused
+    q.add("command", {}, 1. / Q.RATE)        # a token came back
+    assert q.refused == 1
+    assert sum(len(b) for b in p.batches) + len(q.queue) == Q.BURST + 1
+
+
+class FakeClient:
+    def __init__(self):
+        self.sent = []
+
+    def emit(self, event, data):
+        self.sent.append((event, data))
+
+    def disconnect(self):
+        pass
+
+
+def connection(tmp_path):
+    c = CloudConnection(RecordingHost(), Settings(
+        url="http://127.0.0.1:1", state_dir=str(tmp_path)))
+    c.state = {"serial": "KL1"}
+    c.loaded = True
+    c.session = Session(FakeClient(), c.generation, 0.)
+    c.session.authenticated = True
+    return c
+
+
+def test_only_cloud_events_are_dispatched(tmp_path):
+    c = connection(tmp_path)
+    gen = c.generation
+    for args in [("snapshot", {"serialNumber": "KL1"}),
+                 ("socket_event", {"serialNumber": "KL1"}),
+                 ("_on_welcome", {"challenge": "x"}), ("__init__", {}),
+                 ("run_on_printer", {"serialNumber": "KL1"}),
+                 ({"serialNumber": "KL1"},),          # an event named "*"
+                 ("pause",), (["x"], {}), (None,), (),
+                 ("pause", {"serialNumber": "KL1"}, "extra", "args")]:
+        c._on_cloud_event(gen, args)
+    assert c.errors.last is None
+    assert c.host.commands == [("pause", {"serialNumber": "KL1"})]
+
+
+def test_stale_and_unauthenticated_packets_are_ignored(tmp_path):
+    c = connection(tmp_path)
+    c._on_cloud_event(c.generation - 1, ("pause", {"serialNumber": "KL1"}))
+    c.session.authenticated = False
+    c._on_cloud_event(c.generation, ("pause", {"serialNumber": "KL1"}))
+    c._on_cloud_event(c.generation, ("temperature", {"serialNumber": "KL9",
+                                                     "bed": 60}))
+    assert c.host.commands == []
