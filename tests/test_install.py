@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from install_helpers import (
-    END_MARK, KLIPPER_EXCLUDE, MARK, MOONRAKER_CONF, ORIGIN, REPO,
+    KLIPPER_EXCLUDE, MARK, MOONRAKER_CONF, ORIGIN, REPO,
     FakeSystemctl, install_polar3d, key_pem, make_home, make_repo, rsa_key,
     run, snapshot)
 
