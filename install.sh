@@ -14,7 +14,9 @@ MARK_BEGIN="# polar_cloud: added by polar-cloud-klipper install.sh"
 MARK_END="# end polar_cloud"
 # printer.cfg lines that --uninstall commented out (install restores them)
 OFF_MARK="#polar_cloud-uninstalled# "
+# Klipper's SAVE_CONFIG header: "#*# <------- SAVE_CONFIG ------->"
 SAVE_CONFIG_RE='^#\*# <-+ SAVE_CONFIG -+>'
+SAVE_CONFIG_AWK='index($0, "#*# <") == 1 && /SAVE_CONFIG/'
 PIP_PACKAGES="python-socketio python-engineio websocket-client requests rsa"
 
 usage() {
@@ -225,8 +227,8 @@ append_block() {
     local tmp
     if grep -qE -- "$SAVE_CONFIG_RE" "$1"; then
         tmp=$(mktemp)
-        awk -v blockfile="$2" -v re="$SAVE_CONFIG_RE" '
-            !done && $0 ~ re {
+        awk -v blockfile="$2" '
+            !done && '"$SAVE_CONFIG_AWK"' {
                 while ((getline line < blockfile) > 0) print line
                 print ""; done = 1
             }
@@ -622,8 +624,8 @@ setup_printer_cfg() {
 disable_printer_cfg_sections() {
     local tmp count
     tmp=$(mktemp)
-    count=$(awk -v off="$OFF_MARK" -v re="$SAVE_CONFIG_RE" -v out="$tmp" '
-        $0 ~ re { rest = 1 }
+    count=$(awk -v off="$OFF_MARK" -v out="$tmp" '
+        '"$SAVE_CONFIG_AWK"' { rest = 1 }
         rest { print > out; next }
         /^\[/ {
             insec = ($0 ~ /^\[polar_cloud\][ \t]*([#;].*)?$/)

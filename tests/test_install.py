@@ -492,3 +492,30 @@ def test_existing_registration_is_not_overwritten(scratch, their_key):
     assert PIN in (pdata / "config/polar_cloud.conf").read_text()
     assert "still holds your Polar Cloud PIN" in res.stdout
     assert PIN not in res.stdout + res.stderr
+
+
+def test_renamed_polar3d_clone_is_found(scratch, their_key):
+    """README: rename their clone to make room for ours in the same folder."""
+    repo, home = scratch
+    pdata = home / "printer_data"
+    clone = install_polar3d(home, pdata, home / "moonraker", "KL000777", PIN,
+                            key_pem(their_key))
+    renamed = home / "polar-cloud-klipper.polar3d"
+    clone.rename(renamed)
+    res = install(repo, home)
+    assert "its files in %s" % (renamed,) in res.stdout
+    res = run(repo, "--home", str(home), "--uninstall", "--no-restart",
+              check=True)
+    assert "cd %s && ./install.sh" % (renamed,) in res.stdout
+
+
+def test_purge_says_plainly_when_it_cannot_unregister(scratch):
+    repo, home = scratch
+    install(repo, home)
+    state = home / "printer_data/polar_cloud"
+    (state / "state.json").write_text('{"serial": "KL000123"}')
+    res = run(repo, "--home", str(home), "--uninstall", "--purge",
+              "--no-restart", check=True)
+    assert "COULD NOT remove printer KL000123 from Polar Cloud" in res.stdout
+    assert "stays listed in your Polar Cloud account" in res.stdout
+    assert not state.exists()
