@@ -301,7 +301,7 @@ Run it as $owner, without sudo:  ./install.sh
         die "install.sh runs as root through sudo. Run it as $SUDO_USER, without sudo:  ./install.sh
 (it asks for sudo itself, only to restart services)."
     fi
-    note "running as root (Klipper's files belong to root here)"
+    [ -z "$owner" ] || note "running as root, the owner of Klipper's files here"
 }
 
 check_python() {
