@@ -3,77 +3,20 @@
 install.sh is copied into a scratch checkout next to stub sources, so the test
 does not depend on the rest of the repository and cannot touch it.
 """
+import configparser
 import os
 import shutil
 import stat
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from install_helpers import (
+    KLIPPER_EXCLUDE, MARK, MOONRAKER_CONF, ORIGIN, REPO,
+    FakeSystemctl, install_polar3d, key_pem, make_home, make_repo, rsa_key,
+    run, snapshot)
+
 INSTALL_SH = REPO / "install.sh"
-MARK = "# polar_cloud: added by polar-cloud-klipper install.sh"
-ORIGIN = "https://example.com/polar-cloud-klipper.git"
-MOONRAKER_CONF = "[server]\nhost: 0.0.0.0\nport: 7125\n"
-KLIPPER_EXCLUDE = "# git ls-files --others --exclude-from=.git/info/exclude\n*.pyc\n"
-
-
-def make_repo(root: Path) -> Path:
-    repo = root / "polar-cloud-klipper"
-    (repo / "klippy_extras").mkdir(parents=True)
-    (repo / "moonraker_components").mkdir()
-    shutil.copy2(INSTALL_SH, repo / "install.sh")
-    (repo / "klippy_extras" / "polar_cloud.py").write_text("# klippy stub\n")
-    (repo / "moonraker_components" / "polar_cloud.py").write_text("# shim stub\n")
-    (repo / "requirements.txt").write_text("rsa\n")
-    if shutil.which("git"):
-        subprocess.run(["git", "init", "-q", str(repo)], check=True)
-        subprocess.run(["git", "-C", str(repo), "remote", "add", "origin", ORIGIN],
-                       check=True)
-    return repo
-
-
-def make_home(root: Path) -> Path:
-    home = root / "home"
-    (home / "klipper" / "klippy" / "extras").mkdir(parents=True)
-    (home / "klipper" / "klippy" / "extras" / "heaters.py").write_text("# heaters\n")
-    (home / "klipper" / ".git" / "info").mkdir(parents=True)
-    (home / "klipper" / ".git" / "info" / "exclude").write_text(KLIPPER_EXCLUDE)
-    (home / "moonraker" / "moonraker" / "components").mkdir(parents=True)
-    (home / "moonraker" / ".git" / "info").mkdir(parents=True)
-    (home / "klippy-env" / "bin").mkdir(parents=True)
-    (home / "klippy-env" / "bin" / "python").symlink_to(sys.executable)
-    (home / "printer_data" / "config").mkdir(parents=True)
-    (home / "printer_data" / "config" / "moonraker.conf").write_text(MOONRAKER_CONF)
-    return home
-
-
-def snapshot(root: Path) -> dict:
-    """path -> (type, content or link target, mode) for everything under root."""
-    snap = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            st = p.lstat()
-            rel = str(p.relative_to(root))
-            if stat.S_ISLNK(st.st_mode):
-                snap[rel] = ("link", os.readlink(p), None)
-            elif stat.S_ISDIR(st.st_mode):
-                snap[rel] = ("dir", None, stat.S_IMODE(st.st_mode))
-            else:
-                snap[rel] = ("file", p.read_bytes(), stat.S_IMODE(st.st_mode))
-    return snap
-
-
-def run(repo: Path, *args: str, env_extra=None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("POLAR_HOME", "KLIPPER_DIR", "KLIPPY_ENV", "MOONRAKER_DIR",
-                        "MOONRAKER_ENV", "PRINTER_DATA")}
-    env.update(env_extra or {})
-    return subprocess.run(["bash", str(repo / "install.sh"), *args],
-                          capture_output=True, text=True, env=env, timeout=60)
 
 
 @pytest.fixture
@@ -170,6 +113,13 @@ def test_existing_polar_cloud_section_is_not_duplicated(scratch):
     conf = home / "printer_data/config/moonraker.conf"
     conf.write_text(MOONRAKER_CONF + "\n[polar_cloud]\n")
     install(repo, home)
+    text = conf.read_text()
+    assert text.startswith(MOONRAKER_CONF + "\n[polar_cloud]\n")
+    assert text.count("[polar_cloud]") == 1
+    assert text.count("[update_manager polar_cloud]") == 1
+    assert_moonraker_parses(conf)
+    # uninstall takes only what it added
+    run(repo, "--home", str(home), "--uninstall", "--no-restart", check=True)
     assert conf.read_text() == MOONRAKER_CONF + "\n[polar_cloud]\n"
 
 
@@ -226,3 +176,346 @@ def test_help_and_bad_option():
     res = subprocess.run(["bash", str(INSTALL_SH), "--bogus"],
                          capture_output=True, text=True)
     assert res.returncode != 0 and "unknown option" in res.stderr
+
+
+def assert_moonraker_parses(conf):
+    """No duplicate section or option: what makes Moonraker refuse to start."""
+    parser = configparser.ConfigParser(strict=True, interpolation=None)
+    parser.read_string(conf.read_text())
+    return parser
+
+
+# --- printer.cfg -----------------------------------------------------------
+
+PRINTER_CFG = "[mcu]\nserial: /dev/null\n\n[printer]\nkinematics: none\n"
+SAVE_CONFIG = ("#*# <---------------------- SAVE_CONFIG ---------------------->\n"
+               "#*# DO NOT EDIT THIS BLOCK OR BELOW. The contents are auto-generated.\n"
+               "#*#\n#*# [extruder]\n#*# pid_kp = 22.2\n")
+
+
+@pytest.mark.parametrize("original", [
+    PRINTER_CFG,
+    PRINTER_CFG + "\n" + SAVE_CONFIG,
+    PRINTER_CFG + SAVE_CONFIG,
+    "[mcu]\nserial: /dev/null",          # no newline at the end
+])
+def test_printer_cfg_include_added_and_removed(scratch, original):
+    repo, home = scratch
+    cfg = home / "printer_data/config/printer.cfg"
+    cfg.write_text(original)
+    polar_cfg = home / "printer_data/config/polar_cloud.cfg"
+    before = snapshot(home)
+    res = install(repo, home)
+    text = cfg.read_text()
+    assert text.count("[include polar_cloud.cfg]") == 1
+    if "SAVE_CONFIG" in original:
+        # above Klipper's auto-generated block, which SAVE_CONFIG rewrites
+        assert text.index("[include polar_cloud.cfg]") < text.index("#*# <---")
+        assert text.endswith(SAVE_CONFIG)
+    assert polar_cfg.read_text() == (repo / "printer.cfg.example").read_text()
+    assert "[include polar_cloud.cfg]" in res.stdout
+    after = snapshot(home)
+    install(repo, home)
+    assert snapshot(home) == after
+    res = run(repo, "--home", str(home), "--uninstall", "--no-restart", check=True)
+    assert "removed [include polar_cloud.cfg]" in res.stdout
+    restored = {k: v for k, v in snapshot(home).items()
+                if not k.startswith("printer_data/polar_cloud")}
+    if original.endswith("\n"):
+        assert restored == before
+    else:
+        assert cfg.read_text() == original + "\n"
+
+
+def test_changed_polar_cloud_cfg_is_kept_until_purge(scratch):
+    repo, home = scratch
+    cfg = home / "printer_data/config/printer.cfg"
+    cfg.write_text(PRINTER_CFG)
+    install(repo, home)
+    polar_cfg = home / "printer_data/config/polar_cloud.cfg"
+    polar_cfg.write_text("[polar_cloud]\nprinter_make: Ender 3\n")
+    res = run(repo, "--home", str(home), "--uninstall", "--no-restart", check=True)
+    assert cfg.read_text() == PRINTER_CFG
+    assert polar_cfg.read_text() == "[polar_cloud]\nprinter_make: Ender 3\n"
+    assert "kept " + str(polar_cfg) in res.stdout
+    # install again: the owner's polar_cloud.cfg is used as it is
+    res = install(repo, home)
+    assert "using the existing " + str(polar_cfg) in res.stdout
+    assert polar_cfg.read_text() == "[polar_cloud]\nprinter_make: Ender 3\n"
+    run(repo, "--home", str(home), "--uninstall", "--purge", "--no-restart",
+        check=True)
+    assert not polar_cfg.exists() and cfg.read_text() == PRINTER_CFG
+
+
+def test_own_polar_cloud_section_commented_out_and_restored(scratch):
+    repo, home = scratch
+    cfg = home / "printer_data/config/printer.cfg"
+    own = (PRINTER_CFG + "\n[polar_cloud]\nprinter_make: Voron 2.4\n"
+           "#camera_url: /webcam/?action=stream\n\n[gcode_macro PARK]\n"
+           "gcode:\n  G28\n")
+    cfg.write_text(own)
+    res = install(repo, home)
+    assert "has its own [polar_cloud] section" in res.stdout
+    assert cfg.read_text() == own
+    assert not (home / "printer_data/config/polar_cloud.cfg").exists()
+    res = run(repo, "--home", str(home), "--uninstall", "--no-restart", check=True)
+    text = cfg.read_text()
+    assert "commented out 3 [polar_cloud] line(s)" in res.stdout
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(text)
+    assert "polar_cloud" not in parser.sections()
+    assert parser.get("gcode_macro PARK", "gcode").strip() == "G28"
+    assert "#polar_cloud-uninstalled# printer_make: Voron 2.4\n" in text
+    res = install(repo, home)
+    assert "restored the [polar_cloud] lines" in res.stdout
+    assert cfg.read_text() == own
+
+
+def test_missing_printer_cfg_says_what_to_add(scratch):
+    repo, home = scratch
+    res = install(repo, home)
+    assert "printer.cfg not found" in res.stdout
+    assert not (home / "printer_data/config/polar_cloud.cfg").exists()
+
+
+# --- restarts ------------------------------------------------------------
+
+def test_restarts_only_what_changed(scratch, tmp_path):
+    repo, home = scratch
+    (home / "printer_data/config/printer.cfg").write_text(PRINTER_CFG)
+    systemctl = FakeSystemctl(tmp_path)
+    env = systemctl.env()
+    args = ("--home", str(home), "--no-deps")
+    # Klipper is not running, so it cannot be printing: restart both
+    res = run(repo, *args, env_extra=env, check=True)
+    assert systemctl.changes() == ["restart klipper", "restart moonraker"], res.stdout
+    # a re-run that changes nothing restarts nothing
+    systemctl.clear()
+    res = run(repo, *args, env_extra=env, check=True)
+    assert systemctl.changes() == []
+    assert "no restart needed" in res.stdout
+    # only the Moonraker side changed: only Moonraker restarts
+    (home / "moonraker/moonraker/components/polar_cloud.py").unlink()
+    res = run(repo, *args, env_extra=env, check=True)
+    assert systemctl.changes() == ["restart moonraker"], res.stdout
+    # only the Klipper side
+    systemctl.clear()
+    (home / "klipper/klippy/extras/polar_cloud.py").unlink()
+    run(repo, *args, env_extra=env, check=True)
+    assert systemctl.changes() == ["restart klipper"]
+    # --no-restart: nothing, but the command to run
+    systemctl.clear()
+    (home / "klipper/klippy/extras/polar_cloud.py").unlink()
+    res = run(repo, *args, "--no-restart", env_extra=env, check=True)
+    assert systemctl.changes() == []
+    assert "sudo systemctl restart klipper\n" in res.stdout
+    # uninstall restarts what it changed
+    systemctl.clear()
+    run(repo, "--home", str(home), "--uninstall", env_extra=env, check=True)
+    assert systemctl.changes() == ["restart klipper", "restart moonraker"]
+
+
+def test_no_restart_when_klipper_runs_but_cannot_be_asked(scratch, tmp_path):
+    repo, home = scratch
+    systemctl = FakeSystemctl(tmp_path, active="klipper moonraker")
+    res = run(repo, "--home", str(home), "--no-deps",
+              env_extra=systemctl.env(), check=True)
+    assert systemctl.changes() == []
+    assert "could not ask Klipper whether it is printing" in res.stdout
+    assert "sudo systemctl restart klipper moonraker" in res.stdout
+
+
+def test_without_systemd_says_what_to_restart(scratch):
+    repo, home = scratch
+    res = run(repo, "--home", str(home), "--no-deps",
+              env_extra={"POLAR_SYSTEMCTL": ""}, check=True)
+    if not os.path.isdir("/run/systemd/system"):
+        assert "systemd not found: restart klipper moonraker yourself" in res.stdout
+
+
+# --- checks --------------------------------------------------------------
+
+def test_zip_download_writes_no_update_entry(tmp_path):
+    repo = make_repo(tmp_path, origin=None)
+    home = make_home(tmp_path)
+    res = install(repo, home)
+    conf = (home / "printer_data/config/moonraker.conf").read_text()
+    assert "[update_manager" not in conf and conf.count("[polar_cloud]") == 1
+    assert "not a git clone (a ZIP download?)" in res.stdout
+    assert "git clone https://github.com/polar-cloud-klipper/polar-cloud-klipper" \
+        in res.stdout
+    # a clone later replaces the entry-less block with the full one
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "remote", "add", "origin", ORIGIN],
+                   check=True)
+    install(repo, home)
+    conf = (home / "printer_data/config/moonraker.conf")
+    assert conf.read_text().count("[update_manager polar_cloud]") == 1
+    assert_moonraker_parses(conf)
+
+
+def test_python2_klippy_env_is_refused_with_rebuild_steps(scratch):
+    repo, home = scratch
+    python = home / "klippy-env/bin/python"
+    python.unlink()
+    python.write_text("#!/bin/sh\necho 'Python 2.7.18' >&2\n")
+    python.chmod(0o755)
+    before = snapshot(home)
+    res = run(repo, "--home", str(home), "--no-restart")
+    assert res.returncode != 0
+    assert "runs Python 2.7" in res.stderr
+    assert "python3 -m venv %s" % (home / "klippy-env") in res.stderr
+    assert "klippy-requirements.txt" in res.stderr
+    assert snapshot(home) == before
+
+
+def test_root_with_klipper_of_another_user_is_refused(scratch):
+    repo, home = scratch
+    if os.getuid() != 0:
+        pytest.skip("needs root")
+    os.chown(home / "klipper", 1000, 1000)
+    before = snapshot(home)
+    res = run(repo, "--home", str(home), "--no-deps", "--no-restart")
+    assert res.returncode != 0
+    assert "runs as root" in res.stderr and "without sudo" in res.stderr
+    assert snapshot(home) == before
+    # sudo from a user whose Klipper is not where root looks
+    shutil.rmtree(home / "klipper")
+    res = run(repo, "--home", str(home), "--no-deps", "--no-restart",
+              env_extra={"SUDO_USER": "pi"})
+    assert res.returncode != 0 and "as pi, without sudo" in res.stderr
+
+
+# --- coming from Polar3D's connector ----------------------------------------
+
+PIN = "739164"
+
+
+@pytest.fixture(scope="module")
+def their_key():
+    return rsa_key()
+
+
+def test_polar3d_connector_is_replaced(scratch, tmp_path, their_key):
+    repo, home = scratch
+    pdata = home / "printer_data"
+    (pdata / "config/printer.cfg").write_text(PRINTER_CFG)
+    clone = install_polar3d(home, pdata, home / "moonraker", "KL000777", PIN,
+                            key_pem(their_key))
+    conf = pdata / "config/moonraker.conf"
+    clone_before = snapshot(clone)
+    systemctl = FakeSystemctl(tmp_path, units="klipper moonraker polar_cloud",
+                              active="polar_cloud", enabled="polar_cloud")
+    res = run(repo, "--home", str(home), "--no-deps", env_extra=systemctl.env(),
+              check=True)
+    out = res.stdout + res.stderr
+    assert PIN not in out
+    # found and reported
+    assert "found Polar3D's connector" in out
+    for what in ("polar_cloud.service", str(clone), str(home / "polar-cloud"),
+                 "[update_manager polar_cloud] entry", "polar_cloud_key.pem"):
+        assert what in out
+    # one entry each, ours, and Moonraker can parse it
+    parser = assert_moonraker_parses(conf)
+    assert parser.get("update_manager polar_cloud", "origin") == ORIGIN
+    assert parser.get("update_manager polar_cloud", "path") == str(repo)
+    assert "Polar3D/polar-cloud-klipper.git" in out   # the removed entry, shown
+    assert conf.read_text().startswith(MOONRAKER_CONF + "\n" + MARK + "\n")
+    # its component replaced by our link; its service stopped and disabled
+    comp = home / "moonraker/moonraker/components/polar_cloud.py"
+    assert os.readlink(comp) == str(repo / "moonraker_components/polar_cloud.py")
+    assert "stop polar_cloud" in systemctl.changes()
+    assert "disable polar_cloud" in systemctl.changes()
+    # identity imported, PIN gone, the rest of theirs untouched
+    state = pdata / "polar_cloud"
+    import json
+    assert json.loads((state / "state.json").read_text())["serial"] == "KL000777"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    key = state / "polar_cloud_key.pem"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert key.read_bytes().startswith(b"-----BEGIN RSA PRIVATE KEY-----")
+    their_conf = (pdata / "config/polar_cloud.conf").read_text()
+    assert PIN not in their_conf and "serial_number = KL000777" in their_conf
+    assert "username = owner@example.com" in their_conf
+    assert (pdata / "config/polar_cloud_key.pem").read_bytes() == key_pem(their_key)
+    assert snapshot(clone) == clone_before
+    assert (home / "polar-cloud/polar_cloud.py").exists()
+    assert "keeps its Polar Cloud serial KL000777" in out
+    assert "POLAR_REGISTER" not in out
+    # a re-run changes nothing and restarts nothing
+    after = snapshot(home)
+    systemctl.active = systemctl.enabled = ""
+    systemctl.clear()
+    res = run(repo, "--home", str(home), "--no-deps", env_extra=systemctl.env(),
+              check=True)
+    assert snapshot(home) == after, res.stdout
+    assert systemctl.changes() == []
+    assert "already in" in res.stdout
+    # uninstall: theirs is not restored, but it says how
+    res = run(repo, "--home", str(home), "--uninstall", "--no-restart",
+              check=True)
+    assert "cd %s && ./install.sh" % (clone,) in res.stdout
+    assert "[update_manager" not in conf.read_text()
+    assert (pdata / "config/polar_cloud_key.pem").exists()
+
+
+def test_polar3d_entry_alone_never_leaves_two_sections(scratch):
+    """Moonraker refused to start on two [update_manager polar_cloud]."""
+    repo, home = scratch
+    conf = home / "printer_data/config/moonraker.conf"
+    conf.write_text(MOONRAKER_CONF + "\n[update_manager polar_cloud]\n"
+                    "type: git_repo\npath: ~/polar-cloud\n"
+                    "origin: https://github.com/Polar3D/polar-cloud-klipper.git\n"
+                    "managed_services: polar_cloud\n\n"
+                    "# my webcam\n[webcam cam1]\nservice: mjpegstreamer\n")
+    install(repo, home)
+    parser = assert_moonraker_parses(conf)
+    assert parser.get("update_manager polar_cloud", "origin") == ORIGIN
+    assert parser.get("webcam cam1", "service") == "mjpegstreamer"
+    assert "# my webcam\n[webcam cam1]" in conf.read_text()
+
+
+def test_existing_registration_is_not_overwritten(scratch, their_key):
+    repo, home = scratch
+    pdata = home / "printer_data"
+    install_polar3d(home, pdata, home / "moonraker", "KL000777", PIN,
+                    key_pem(their_key, "pkcs1"))
+    state = pdata / "polar_cloud"
+    state.mkdir(mode=0o700)
+    (state / "state.json").write_text('{"serial": "KL000500", "mac": "x"}')
+    res = install(repo, home)
+    assert "already registered as KL000500" in res.stdout
+    assert "did not import Polar3D's serial KL000777" in res.stdout
+    assert (state / "state.json").read_text() == '{"serial": "KL000500", "mac": "x"}'
+    assert not (state / "polar_cloud_key.pem").exists()
+    # their PIN stays (nothing of theirs was replaced), with a warning
+    assert PIN in (pdata / "config/polar_cloud.conf").read_text()
+    assert "still holds your Polar Cloud PIN" in res.stdout
+    assert PIN not in res.stdout + res.stderr
+
+
+def test_renamed_polar3d_clone_is_found(scratch, their_key):
+    """README: rename their clone to make room for ours in the same folder."""
+    repo, home = scratch
+    pdata = home / "printer_data"
+    clone = install_polar3d(home, pdata, home / "moonraker", "KL000777", PIN,
+                            key_pem(their_key))
+    renamed = home / "polar-cloud-klipper.polar3d"
+    clone.rename(renamed)
+    res = install(repo, home)
+    assert "its files in %s" % (renamed,) in res.stdout
+    res = run(repo, "--home", str(home), "--uninstall", "--no-restart",
+              check=True)
+    assert "cd %s && ./install.sh" % (renamed,) in res.stdout
+
+
+def test_purge_says_plainly_when_it_cannot_unregister(scratch):
+    repo, home = scratch
+    install(repo, home)
+    state = home / "printer_data/polar_cloud"
+    (state / "state.json").write_text('{"serial": "KL000123"}')
+    res = run(repo, "--home", str(home), "--uninstall", "--purge",
+              "--no-restart", check=True)
+    assert "COULD NOT remove printer KL000123 from Polar Cloud" in res.stdout
+    assert "stays listed in your Polar Cloud account" in res.stdout
+    assert not state.exists()
