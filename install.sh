@@ -330,7 +330,7 @@ Klipper checkout stay as they are:
 print_state() {
     local err
     err=$(mktemp)
-    PSTATE=$(py_module polarcloud.printer_api state --socket "$KLIPPY_SOCK" \
+    PSTATE=$(py_module polarcloud.installer.printer_api state --socket "$KLIPPY_SOCK" \
                  --url "$MOON_URL" 2>"$err") || PSTATE=unknown
     PREASON=$(cat "$err")
     rm -f "$err"
@@ -446,7 +446,7 @@ migrate_identity() {
     local out
     [ -f "$P3_CONF" ] || return 0
     note "importing the Polar Cloud printer (serial and key) of Polar3D's connector:"
-    out=$(py_module polarcloud.migrate identity --conf "$P3_CONF" --key "$P3_KEY" \
+    out=$(py_module polarcloud.installer.migrate identity --conf "$P3_CONF" --key "$P3_KEY" \
               --state-dir "$STATE_DIR") ||
         die "could not import Polar3D's printer identity (see above); nothing else was changed"
     P3_IDENTITY=${out##*$'\n'}
@@ -458,7 +458,7 @@ migrate_moonraker_conf() {
     [ -f "$MOON_CONF" ] || return 0
     has_section "$MOON_CONF" "update_manager polar_cloud" ||
         has_section "$MOON_CONF" "polar_cloud" || return 0
-    out=$(py_module polarcloud.migrate moonraker-conf --conf "$MOON_CONF" \
+    out=$(py_module polarcloud.installer.migrate moonraker-conf --conf "$MOON_CONF" \
               --keep-between "$MARK_BEGIN" "$MARK_END" --empty-polar-cloud) ||
         die "could not edit $MOON_CONF (see above)"
     if [ "${out##*$'\n'}" = changed ]; then
@@ -686,7 +686,7 @@ unregister_before_purge() {
         return 0
     fi
     note "removing printer $serial from Polar Cloud (through the running Klipper)..."
-    if out=$(py_module polarcloud.printer_api unregister --socket "$KLIPPY_SOCK" \
+    if out=$(py_module polarcloud.installer.printer_api unregister --socket "$KLIPPY_SOCK" \
                  --url "$MOON_URL" 2>&1); then
         note "removed printer $serial from your Polar Cloud account"
     else

@@ -22,7 +22,7 @@ from install_helpers import (
     VENV, FakeSystemctl, install_polar3d, key_pem, klipper_tree, make_repo,
     public_pem, rsa_key, run)
 from polar_emulator import PolarEmulator
-from polarcloud.migrate import their_mac
+from polarcloud.installer.migrate import their_mac
 
 EMAIL = "maker@example.com"
 PIN = "582094"

@@ -1,4 +1,4 @@
-"""polarcloud.migrate: Polar3D's connector's identity into our state dir."""
+"""polarcloud.installer.migrate: Polar3D's connector's identity into our state dir."""
 import json
 import os
 import stat
@@ -8,7 +8,7 @@ import rsa
 from cryptography.hazmat.primitives import serialization
 
 from install_helpers import key_pem, rsa_key, their_conf_text
-from polarcloud import migrate
+from polarcloud.installer import migrate
 
 PIN = "480213"
 BEGIN = "# polar_cloud: added by polar-cloud-klipper install.sh"

@@ -22,7 +22,7 @@ import re
 import sys
 import uuid
 
-from .store import KEY_FILE, STATE_FILE, atomic_write, ensure_private_dir
+from ..store import KEY_FILE, STATE_FILE, atomic_write, ensure_private_dir
 
 RSA_OID = "1.2.840.113549.1.1.1"
 PEM_RE = re.compile(rb"-----BEGIN ([A-Z ]+)-----\r?\n(.*?)-----END \1-----",
