@@ -206,7 +206,8 @@ class PrinterHarness:
                 self.printer_cfg, "-o", "/dev/null", "-d", DICTIONARY,
                 "-a", self.uds, "-l", self.klippy_log],
             env=klippy_env(), stdout=subprocess.DEVNULL,
-            stderr=open(os.path.join(self.tmp, "klippy.stderr"), "w"))
+            stderr=open(os.path.join(self.tmp, "klippy.stderr"), "w"),
+            start_new_session=True)
         if self.use_moonraker:
             conf = os.path.join(self.config_dir, "moonraker.conf")
             with open(conf, "w") as f:
@@ -268,17 +269,28 @@ class PrinterHarness:
         if self.use_moonraker:
             self.wait_moonraker()
 
+    # Klippy and Moonraker run in process groups of their own: a Ctrl-C
+    # meant for the test run or the demo reaches only it, and it stops
+    # them (Moonraker hangs when SIGTERM follows SIGINT at once), together
+    # with any worker Klippy started.
+
+    @staticmethod
+    def _signal_group(proc, sig):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
     def stop(self):
         if self.klippy is not None:
             self.klippy.close()
         for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+            self._signal_group(proc, signal.SIGTERM)
         for proc in self.procs.values():
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                self._signal_group(proc, signal.SIGKILL)
                 proc.wait()
         if os.environ.get("KEEP_HARNESS_TMP") is None:
             shutil.rmtree(self.tmp, ignore_errors=True)
