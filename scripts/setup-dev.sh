@@ -25,8 +25,9 @@ MOONRAKER_VERSION=0.11.0
 KLIPPER_URL=https://github.com/Klipper3d/klipper
 KLIPPER_COMMIT=84104bbbd        # git describe: v0.13.0-730-g84104bbbd
 # Where GitHub cannot be reached, a tarball of that commit (top folder
-# klipper/) stands in for the clone.
-KLIPPER_SNAPSHOT=${KLIPPER_SNAPSHOT:-/work/shared/klipper-master/klipper-v0.13.0-730-g84104bbbd.tar.gz}
+# klipper/) in the shared/ folder next to this checkout stands in for the
+# clone.
+KLIPPER_SNAPSHOT=${KLIPPER_SNAPSHOT:-$(dirname "$ROOT")/shared/klipper-master/klipper-v0.13.0-730-g84104bbbd.tar.gz}
 # Klippy's own packages for master (scripts/klippy-requirements.txt) by
 # name: its pins (cffi 1.14.6, MarkupSafe 1.1.1) have no wheels for newer
 # Pythons; python-can is only for CAN-bus MCUs.

@@ -276,6 +276,8 @@ class PrinterHarness:
 
     @staticmethod
     def _signal_group(proc, sig):
+        if proc.returncode is not None:
+            return      # reaped: its group id may belong to another by now
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
