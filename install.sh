@@ -36,7 +36,6 @@ Options (environment variable in brackets):
   --klipper DIR         Klipper checkout [KLIPPER_DIR] (default: HOME/klipper)
   --klippy-env DIR      Klipper virtualenv [KLIPPY_ENV] (default: HOME/klippy-env)
   --moonraker DIR       Moonraker checkout [MOONRAKER_DIR] (default: HOME/moonraker)
-  --moonraker-env DIR   Moonraker virtualenv [MOONRAKER_ENV] (default: HOME/moonraker-env)
   --printer-data DIR    printer data folder [PRINTER_DATA] (default: HOME/printer_data)
   --no-deps             do not pip install anything
   --no-restart          restart nothing; print the command to run instead
@@ -60,7 +59,6 @@ BASE=${POLAR_HOME:-$HOME}
 KLIPPER=${KLIPPER_DIR:-}
 KENV=${KLIPPY_ENV:-}
 MOONRAKER=${MOONRAKER_DIR:-}
-MENV=${MOONRAKER_ENV:-}
 PDATA=${PRINTER_DATA:-}
 DEPS=1
 RESTART=1
@@ -74,7 +72,6 @@ while [ $# -gt 0 ]; do
         --klipper) need_arg "$@"; KLIPPER=$2; shift ;;
         --klippy-env) need_arg "$@"; KENV=$2; shift ;;
         --moonraker) need_arg "$@"; MOONRAKER=$2; shift ;;
-        --moonraker-env) need_arg "$@"; MENV=$2; shift ;;
         --printer-data) need_arg "$@"; PDATA=$2; shift ;;
         --no-deps) DEPS=0 ;;
         --no-restart) RESTART=0 ;;
@@ -90,7 +87,6 @@ done
 KLIPPER=${KLIPPER:-$BASE/klipper}
 KENV=${KENV:-$BASE/klippy-env}
 MOONRAKER=${MOONRAKER:-$BASE/moonraker}
-MENV=${MENV:-$BASE/moonraker-env}  # kept for symmetry; Moonraker needs no deps
 PDATA=${PDATA:-$BASE/printer_data}
 
 KLIPPY_LINK="$KLIPPER/klippy/extras/polar_cloud.py"

@@ -25,9 +25,15 @@ MOONRAKER_VERSION=0.11.0
 KLIPPER_URL=https://github.com/Klipper3d/klipper
 KLIPPER_COMMIT=84104bbbd        # git describe: v0.13.0-730-g84104bbbd
 # Where GitHub cannot be reached, a tarball of that commit (top folder
-# klipper/) in the shared/ folder next to this checkout stands in for the
-# clone.
-KLIPPER_SNAPSHOT=${KLIPPER_SNAPSHOT:-$(dirname "$ROOT")/shared/klipper-master/klipper-v0.13.0-730-g84104bbbd.tar.gz}
+# klipper/) stands in for the clone: $KLIPPER_SNAPSHOT, else the workplace's
+# shared/ folder (next to this checkout, or /work/shared).
+SNAPSHOT_NAME=klipper-master/klipper-v0.13.0-730-g84104bbbd.tar.gz
+if [ -z "${KLIPPER_SNAPSHOT:-}" ]; then
+    for dir in "$(dirname "$ROOT")/shared" /work/shared; do
+        KLIPPER_SNAPSHOT=$dir/$SNAPSHOT_NAME
+        [ -f "$KLIPPER_SNAPSHOT" ] && break
+    done
+fi
 # Klippy's own packages for master (scripts/klippy-requirements.txt) by
 # name: its pins (cffi 1.14.6, MarkupSafe 1.1.1) have no wheels for newer
 # Pythons; python-can is only for CAN-bus MCUs.
@@ -137,10 +143,9 @@ master_checkout() {
         git -C "$dest" remote add origin "$KLIPPER_URL"
     else
         say "master: cloning $KLIPPER_URL (no snapshot at $KLIPPER_SNAPSHOT)"
-        git clone -q "$KLIPPER_URL" "$dest.new" ||
-            fail "cannot clone $KLIPPER_URL; without network access, set KLIPPER_SNAPSHOT to a tarball of Klipper $KLIPPER_COMMIT (top folder klipper/)"
-        git -C "$dest.new" -c advice.detachedHead=false checkout -q "$KLIPPER_COMMIT" ||
-            fail "commit $KLIPPER_COMMIT not found in $KLIPPER_URL"
+        git clone -q "$KLIPPER_URL" "$dest.new" &&
+            git -C "$dest.new" -c advice.detachedHead=false checkout -q "$KLIPPER_COMMIT" ||
+            return 1
         mv "$dest.new" "$dest"
     fi
 }
@@ -158,8 +163,14 @@ setup_master() {
         return
     fi
     mkdir -p "$MASTER"
-    rm -f "$MASTER/.polar-dev-stamp"
-    master_checkout "$checkout"
+    rm -f "$MASTER/.polar-dev-stamp" "$MASTER/unavailable"
+    if ! master_checkout "$checkout"; then
+        # the rest of the suite still runs; test_flavours skips master and
+        # says why
+        echo "Klipper master could not be fetched: no snapshot at $KLIPPER_SNAPSHOT and $KLIPPER_URL cannot be cloned; set KLIPPER_SNAPSHOT to a tarball of Klipper $KLIPPER_COMMIT (top folder klipper/)" > "$MASTER/unavailable"
+        say "WARNING: $(cat "$MASTER/unavailable")"
+        return
+    fi
     new_venv "$kenv" master
     say "master: installing Klippy's packages ($MASTER_PACKAGES) and the runtime dependencies"
     pip_in "$kenv" install -q $MASTER_PACKAGES -r "$ROOT/requirements.txt"

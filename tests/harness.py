@@ -104,6 +104,15 @@ class Flavour:
                     os.path.join(self.checkout, "klippy", "klippy.py")]
         return [python or self.python, "-m", "klippy.klippy"]
 
+    def unavailable(self):
+        """Why setup could not fetch this flavour at all, or None."""
+        marker = os.path.join(os.path.dirname(self.checkout or ""),
+                              "unavailable")
+        if self.checkout and os.path.exists(marker):
+            with open(marker) as f:
+                return f.read().strip()
+        return None
+
     def missing(self):
         """None when built, else what to run."""
         built = os.path.exists(self.python) and (
@@ -139,7 +148,6 @@ def install_into_venv(printer_data, klippy_venv=None, flavour=None):
         ["bash", os.path.join(ROOT, "install.sh"),
          "--klipper", flavour.klipper_dir,
          "--moonraker", SITE, "--klippy-env", flavour.venv,
-         "--moonraker-env", os.path.dirname(VENV_BIN),
          "--printer-data", printer_data, "--no-deps", "--no-restart"],
         check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     # test-only helpers next to the installed module and shim

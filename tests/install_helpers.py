@@ -19,7 +19,7 @@ MOONRAKER_CONF = "[server]\nhost: 0.0.0.0\nport: 7125\n"
 KLIPPER_EXCLUDE = "# git ls-files --others --exclude-from=.git/info/exclude\n*.pyc\n"
 VENV = Path(sys.executable).parent.parent
 PATH_VARS = ("POLAR_HOME", "KLIPPER_DIR", "KLIPPY_ENV", "MOONRAKER_DIR",
-             "MOONRAKER_ENV", "PRINTER_DATA", "KLIPPY_SOCKET", "MOONRAKER_URL",
+             "PRINTER_DATA", "KLIPPY_SOCKET", "MOONRAKER_URL",
              "POLAR_SYSTEMCTL", "SUDO_USER")
 
 

@@ -22,6 +22,8 @@ from test_e2e_remote import job_events, start_long_print, wait_idle
 @pytest.fixture(scope="module", params=["kalico", "master"])
 def flavoured(request, cloud, printer, tmp_path_factory):
     flavour = FLAVOURS[request.param]
+    if flavour.unavailable():
+        pytest.skip(flavour.unavailable())
     missing = flavour.missing()
     if missing:
         pytest.fail(missing)

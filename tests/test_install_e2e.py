@@ -47,7 +47,6 @@ def site(tmp_path, monkeypatch):
                        "--klipper", str(self.klipper),
                        "--moonraker", str(self.moonraker),
                        "--klippy-env", str(VENV),
-                       "--moonraker-env", str(VENV),
                        "--printer-data", printer.data, "--no-deps", *extra,
                        env_extra=env, check=True)
 
