@@ -4,6 +4,8 @@
 # This component only:
 #   * exposes /server/polar/{register,status,unregister} and forwards them
 #     to the Klippy endpoints polar_cloud/{register,status,unregister}
+#   * serves /server/polar/page, a registration and status page that calls
+#     those endpoints (polar_cloud_page.html, next to this file)
 #   * turns the Klippy remote method "polar_cloud_status" into the
 #     "polar_cloud:status" event (websocket: notify_polar_cloud_status)
 #   * runs the update_manager entry "polar_cloud" when Klippy asks for it
@@ -20,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from ..common import KlippyState, RequestType, WebRequest
+from ..common import KlippyState, RequestType, TransportType, WebRequest
 from typing import TYPE_CHECKING, Any, Dict, Optional, Set
 
 if TYPE_CHECKING:
@@ -34,6 +36,11 @@ UNREGISTER_TIMEOUT = 90.
 STATUS_TIMEOUT = 10.
 WEBCAM_TIMEOUT = 10.
 UPDATER_NAME = "polar_cloud"
+# Installed as a symlink into moonraker/components: the page lives next to
+# the real file, in the repository.
+PAGE_PATH = os.path.join(
+    os.path.dirname(os.path.realpath(__file__)), "polar_cloud_page.html"
+)
 
 class PolarCloud:
     def __init__(self, config: ConfigHelper) -> None:
@@ -51,6 +58,14 @@ class PolarCloud:
         self.server.register_endpoint(
             "/server/polar/unregister", RequestType.POST,
             self._handle_unregister
+        )
+        # Static HTML that holds no data: served without login, so the
+        # browser gets it even where the API itself asks for one (the
+        # page then says so).
+        self.server.register_endpoint(
+            "/server/polar/page", RequestType.GET, self._handle_page,
+            transports=TransportType.HTTP, wrap_result=False,
+            content_type="text/html; charset=UTF-8", auth_required=False
         )
         self.server.register_notification(
             "polar_cloud:status", "polar_cloud_status"
@@ -126,6 +141,23 @@ class PolarCloud:
         return await self._klippy_request(
             "polar_cloud/unregister", {}, UNREGISTER_TIMEOUT
         )
+
+    async def _handle_page(self, web_request: WebRequest) -> str:
+        # Read per request, so an update of the repository needs no
+        # Moonraker restart; off the event loop, as all disk reads.
+        eventloop = self.server.get_event_loop()
+        try:
+            return await eventloop.run_in_thread(self._read_page)
+        except OSError as err:
+            # the page is served without login: the path goes to the log only
+            logging.info(f"Polar Cloud: cannot read {PAGE_PATH}: {err}")
+            raise self.server.error(
+                f"Polar Cloud: page not readable ({err.strerror})", 500
+            ) from None
+
+    def _read_page(self) -> str:
+        with open(PAGE_PATH, encoding="utf-8") as f:
+            return f.read()
 
     # Remote methods (called by Klippy)
     def _on_status(self, status: Dict[str, Any]) -> None:
