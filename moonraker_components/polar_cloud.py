@@ -31,7 +31,11 @@ if TYPE_CHECKING:
     from .application import InternalTransport
     from .webcam import WebcamManager
 
-REGISTER_TIMEOUT = 120.
+# Klippy's module answers a registration within its own budget (it states
+# it as `register_timeout` in its status); the shim waits that long plus a
+# margin, so it never answers 504 for a registration that then succeeds.
+REGISTER_TIMEOUT_FALLBACK = 1000.
+MARGIN = 15.
 UNREGISTER_TIMEOUT = 90.
 STATUS_TIMEOUT = 10.
 WEBCAM_TIMEOUT = 10.
@@ -126,9 +130,13 @@ class PolarCloud:
         if not email or not pin:
             raise self.server.error("Polar Cloud: email and pin are required")
         logging.info("Polar Cloud: registration requested")
+        status = await self._klippy_request(
+            "polar_cloud/status", {}, STATUS_TIMEOUT
+        )
+        timeout = status.get("register_timeout") or REGISTER_TIMEOUT_FALLBACK
         return await self._klippy_request(
             "polar_cloud/register", {"email": email, "pin": pin},
-            REGISTER_TIMEOUT
+            float(timeout) + MARGIN
         )
 
     async def _handle_status(self, web_request: WebRequest) -> Any:
@@ -138,8 +146,9 @@ class PolarCloud:
 
     async def _handle_unregister(self, web_request: WebRequest) -> Any:
         logging.info("Polar Cloud: unregistration requested")
+        force = web_request.get_boolean("force", False)
         return await self._klippy_request(
-            "polar_cloud/unregister", {}, UNREGISTER_TIMEOUT
+            "polar_cloud/unregister", {"force": force}, UNREGISTER_TIMEOUT
         )
 
     async def _handle_page(self, web_request: WebRequest) -> str:
