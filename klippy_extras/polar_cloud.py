@@ -25,7 +25,7 @@ from polarcloud.reactor import sampler as pc_sampler  # noqa: E402
 from polarcloud.text import clean  # noqa: E402
 
 Settings = pc_settings.Settings
-SAMPLE_INTERVAL = 1.
+SAMPLE_INTERVAL = .5   # a state change reaches the cloud within ~1 s
 # the connector answers within its budget; these only guard against a lost
 # reply (Klippy's endpoint waits a little longer than the connector)
 WEBHOOK_REGISTER_TIMEOUT = pc_registration.REGISTER_TIMEOUT + 15.

@@ -128,6 +128,7 @@ HOT_TEMP = 50.
 ACTIVE_INTERVAL = 10.
 IDLE_INTERVAL = 60.
 TEMP_CHANGE_INTERVAL = 5.
+MIN_GAP = .5    # statuses closer than this are coalesced into one
 TEMP_KEYS = tuple(key for key, _heater, _target in HEATERS)
 TARGET_KEYS = tuple(target for _key, _heater, target in HEATERS)
 KEY_FIELDS = ("status", "jobId") + TARGET_KEYS
@@ -143,9 +144,12 @@ def is_active(status):
 class StatusCadence:
     """Decides when a freshly built status must go out.
 
-    At once when the status code, job id or a target changes (and after a
-    cloud command); temperature changes of >= 1 C at most every 5 s; a
-    heartbeat every 10 s while printing or hot, every 60 s otherwise."""
+    At once when the status code, job id or a target changes (and after
+    cloud commands); temperature changes of >= 1 C at most every 5 s; a
+    heartbeat every 10 s while printing or hot, every 60 s otherwise.  Two
+    statuses are never closer than MIN_GAP: what comes sooner waits and
+    goes out as one status with the newest state (a burst of cloud
+    commands costs one status, not one each)."""
 
     def __init__(self, active_interval=ACTIVE_INTERVAL):
         self.active_interval = active_interval
@@ -157,7 +161,17 @@ class StatusCadence:
         self.forced = True
 
     def due(self, status, now):
-        if self.forced or self.last is None:
+        if self.last is None:
+            return True
+        if not self._wanted(status, now):
+            return False
+        if now - self.last_time < MIN_GAP:
+            self.forced = True      # wanted, but wait for the gap
+            return False
+        return True
+
+    def _wanted(self, status, now):
+        if self.forced:
             return True
         since = now - self.last_time
         if any(status.get(k) != self.last.get(k) for k in KEY_FIELDS):
@@ -179,8 +193,10 @@ class StatusCadence:
 
     def next_heartbeat(self):
         """When the next status is due if nothing changes (0: now)."""
-        if self.forced or self.last is None:
+        if self.last is None:
             return 0.
+        if self.forced:
+            return self.last_time + MIN_GAP
         return self.last_time + self.heartbeat()
 
     def sent(self, status, now):

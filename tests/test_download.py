@@ -96,7 +96,7 @@ def download(server, dest, path, filename="job_cloud_1.gcode",
     """The download worker as connector/prints.py runs it."""
     request = {"url": server + path, "dest_dir": dest, "filename": filename,
                "max_bytes": max_bytes, "min_free_bytes": min_free_bytes,
-               "connect_timeout": 5, "read_timeout": 5}
+               "read_timeout": 5}
     return ChildProcess("download", request, timeout=timeout, silence=15,
                         **kwargs)
 

@@ -75,7 +75,18 @@ def test_cadence():
     warmer = dict(hot, bed=25.)
     assert not c.due(warmer, 3.) and c.due(warmer, 6.1)
     c.force()
-    assert c.due(hot, 1.5)
+    assert c.due(hot, 2.5)
+
+
+def test_cadence_coalesces_what_comes_within_the_gap():
+    c = S.StatusCadence()
+    idle = S.build_status("S", 0, snap(temps={"bed": (20., 0.)}), None, 0)
+    c.sent(idle, 0.)
+    for i in range(100):            # a command burst: each forces a status
+        c.force()
+        assert not c.due(dict(idle, targetBed=float(i)), 0.004 * i)
+    assert c.next_heartbeat() == S.MIN_GAP    # the loop wakes for it...
+    assert c.due(dict(idle, targetBed=99.), S.MIN_GAP)   # ...and sends one
 
 
 SERIAL_CASES = [

@@ -21,9 +21,8 @@ from .runner import ChildError, ChildProcess
 log = logging.getLogger("polar_cloud")
 
 PROGRESS_CONSOLE_STEP = 10  # percent between download lines in the console
-CONNECT_TIMEOUT = 10.
-READ_TIMEOUT = 30.
-SILENCE_SLACK = 10.         # the worker reports at least this often
+READ_TIMEOUT = 30.          # connecting, and each read, in the worker
+SILENCE_SLACK = 10.
 
 
 class CloudPrints:
@@ -80,11 +79,10 @@ class CloudPrints:
                    "filename": filename,
                    "max_bytes": self.settings.max_download_bytes,
                    "min_free_bytes": self.settings.min_free_bytes,
-                   "connect_timeout": CONNECT_TIMEOUT,
                    "read_timeout": READ_TIMEOUT}
         self.download = ChildProcess(
             "download", request, silence=READ_TIMEOUT + SILENCE_SLACK,
-            first_silence=CONNECT_TIMEOUT + READ_TIMEOUT + SILENCE_SLACK,
+            first_silence=2 * READ_TIMEOUT + SILENCE_SLACK,
             on_message=self._progress_reporter())
         threading.Thread(target=self._wait_download, args=(self.download,),
                          name="polar_cloud_download", daemon=True).start()

@@ -5,7 +5,7 @@ process would delay its reactor, so the transfer runs here and the
 connector only waits on the pipe (connector/prints.py).
 
 Request: {"url", "dest_dir", "filename", "max_bytes", "min_free_bytes",
-"connect_timeout", "read_timeout"}.  Messages: {"progress": bytes,
+"read_timeout"} (the timeout of the connection and of each read).  Messages: {"progress": bytes,
 "total": bytes or None}.  Result: {"path", "filename", "bytes"}.
 
 A partial download never becomes a print: the body streams into a hidden
@@ -13,36 +13,44 @@ A partial download never becomes a print: the body streams into a hidden
 that does not exist yet; free space is checked before and while writing.
 """
 import errno
+import http.client
 import os
 import shutil
+import socket
+import ssl
 import time
+import urllib.error
+import urllib.request
 
 from ..printfiles import (DownloadError, check_filename, format_size,
                           is_http_url, part_path, remove_quietly,
                           unused_path)
 from . import worker_main
 
-CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 30.0
-CHUNK_BYTES = 64 * 1024
+CHUNK_BYTES = 1024 * 1024
 SPACE_CHECK_BYTES = 8 * 1024 * 1024
 PROGRESS_INTERVAL = 0.5
+DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 def _network_reason(exc):
-    # requests' messages embed the URL, which may carry signed tokens: say
-    # what happened without repeating it.
-    import requests
-    if isinstance(exc, requests.exceptions.SSLError):
-        return "TLS/certificate error"
-    if isinstance(exc, requests.exceptions.Timeout):
+    # Messages may embed the URL, which carries signed tokens: say what
+    # happened without repeating it.
+    if isinstance(exc, urllib.error.URLError) and not isinstance(
+            exc, urllib.error.HTTPError):
+        exc = exc.reason if isinstance(exc.reason, Exception) else exc
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "TLS certificate not trusted"
+    if isinstance(exc, ssl.SSLError):
+        return "TLS error"
+    if isinstance(exc, (socket.timeout, TimeoutError)):
         return "timed out"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+    if isinstance(exc, (http.client.IncompleteRead,
+                        http.client.RemoteDisconnected,
+                        ConnectionResetError, BrokenPipeError)):
         return "connection closed early"
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        text = str(exc).lower()
-        if "timed out" in text:
-            return "timed out"
+    if isinstance(exc, (OSError, http.client.HTTPException)):
         return "connection failed"
     return exc.__class__.__name__
 
@@ -52,8 +60,8 @@ def _content_length(response):
         n = int(response.headers.get("Content-Length", ""))
     except ValueError:
         return None
-    # A compressed body's decoded size differs from Content-Length; urllib3
-    # still detects truncation of the raw stream.
+    # A compressed body's size differs from Content-Length (we ask for
+    # none, but a server may send it anyway): count without comparing.
     if response.headers.get("Content-Encoding", "identity").lower() != "identity":
         return None
     return n if n >= 0 else None
@@ -114,11 +122,13 @@ class _Progress:
 
 def _stream_body(response, out, req, total, progress):
     """Copy the body into `out`; returns the byte count.  Enforces the caps."""
-    import requests
     max_bytes = req["max_bytes"]
     done, next_space_check = 0, SPACE_CHECK_BYTES
     try:
-        for chunk in response.iter_content(CHUNK_BYTES):
+        while True:
+            chunk = response.read(CHUNK_BYTES)
+            if not chunk:
+                break
             done += len(chunk)
             if done > max_bytes:
                 raise _too_large(max_bytes)
@@ -128,7 +138,9 @@ def _stream_body(response, out, req, total, progress):
                 _check_free_space(req["dest_dir"], max((total or 0) - done, 0),
                                   req["min_free_bytes"])
             progress.report(done)
-    except requests.exceptions.RequestException as e:
+    except (OSError, http.client.HTTPException) as e:
+        if getattr(e, "errno", None) in DISK_FULL:
+            raise
         got = "after %d of %s bytes" % (done, total if total is not None else "?")
         raise DownloadError("download interrupted %s: %s" % (got, _network_reason(e)))
     if total is not None and done != total:
@@ -137,18 +149,18 @@ def _stream_body(response, out, req, total, progress):
 
 
 def _open_response(req):
-    import requests
+    """The response to a GET of req["url"] (redirects followed)."""
+    request = urllib.request.Request(req["url"], headers={
+        "Accept-Encoding": "identity", "User-Agent": "polar-cloud-klipper"})
     try:
-        # identity: the byte count must be comparable with Content-Length.
-        response = requests.get(
-            req["url"], stream=True, headers={"Accept-Encoding": "identity"},
-            timeout=(req["connect_timeout"], req["read_timeout"]))
-    except requests.exceptions.RequestException as e:
-        raise DownloadError("could not reach the print file server: %s" % (_network_reason(e),))
-    if response.status_code != 200:
-        response.close()
-        raise DownloadError("HTTP %d downloading the print file" % (response.status_code,))
-    return response
+        # one timeout for the connection and for each read
+        return urllib.request.urlopen(request, timeout=req["read_timeout"])
+    except urllib.error.HTTPError as e:
+        e.close()
+        raise DownloadError("HTTP %d downloading the print file" % (e.code,))
+    except (OSError, http.client.HTTPException, ValueError) as e:
+        raise DownloadError("could not reach the print file server: %s"
+                            % (_network_reason(e),))
 
 
 def _download_to_part(req, tmp_path, emit):
@@ -174,8 +186,7 @@ def download(req, emit):
     check_filename(req.get("filename"))
     if not is_http_url(req.get("url")):
         raise DownloadError("invalid print file URL")
-    req = dict(req, connect_timeout=req.get("connect_timeout") or CONNECT_TIMEOUT,
-               read_timeout=req.get("read_timeout") or READ_TIMEOUT,
+    req = dict(req, read_timeout=req.get("read_timeout") or READ_TIMEOUT,
                min_free_bytes=req.get("min_free_bytes") or 0)
     dest_dir, filename = req["dest_dir"], req["filename"]
     os.makedirs(dest_dir, 0o755, exist_ok=True)
@@ -186,7 +197,7 @@ def download(req, emit):
         final_path = unused_path(dest_dir, filename)
         os.replace(tmp_path, final_path)
     except OSError as e:
-        if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        if e.errno in DISK_FULL:
             raise DownloadError("disk full while saving the print file")
         raise
     finally:
