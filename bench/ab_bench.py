@@ -44,6 +44,8 @@ class Context:
         self.settle = args.settle
         self.matched = args.bare_load == "matched"
         self.python = args.klippy_python
+        self.command_rate = args.command_rate
+        self.print_command_rate = args.print_command_rate
         cache = os.path.join(ROOT, ".venv", "bench-cache")
         os.makedirs(cache, exist_ok=True)
         big = loads.write_gcode(os.path.join(cache, loads.BIG_NAME),
@@ -56,9 +58,12 @@ class Context:
         self.subst = {"jpeg_url": self.cloud.serve_file(
             "bench.jpg", pattern_jpeg(4000, 3000))}
 
-    def driver_args(self, driver):
+    def driver_args(self, driver, scn):
         if driver is loads.DownloadCycles:
             return {"url": self.big_url}
+        if driver is loads.CommandStorm:
+            return {"rate": self.print_command_rate if scn.printing
+                    else self.command_rate}
         return {}
 
     def close(self):
@@ -190,12 +195,18 @@ def profile_text(name, prof, frames=8):
 
 
 def _progress(name, rnd, w):
+    if "failed" in w and "cpu_pct" not in w:
+        print("  %-22s r%d %-6s FAILED: %s" % (name, rnd, w["kind"],
+                                              w["failed"]), flush=True)
+        return
     if "p99_ms" in w:
         txt = "p99 %6.2f ms max %6.1f ms stalls %3d" % (
             w["p99_ms"], w["max_ms"], w["stalls_5ms"])
     else:
         txt = "no probe"
     errors = [e for r in w["loads"].values() for e in r.get("errors", ())]
+    if "failed" in w:
+        errors.append(w["failed"])
     print("  %-22s r%d %-6s %s  cpu %5.2f%% (+%.2f%% children) rss %5.1f MiB%s"
           % (name, rnd, w["kind"], txt, w["cpu_pct"], w["children_cpu_pct"],
              w["rss_mib"], "  ERRORS: %s" % (errors,) if errors else ""),
@@ -261,6 +272,13 @@ def main():
                     default="matched",
                     help="matched: bare windows run the same G-code over the"
                          " API socket; none: they get no load")
+    ap.add_argument("--command-rate", type=float, default=100.,
+                    help="cloud `command` events a second (default 100)")
+    ap.add_argument("--print-command-rate", type=float, default=20.,
+                    help="the same while an SD print runs (default 20: at "
+                         "100/s Klippy queues more G-code requests than it "
+                         "runs while printing, with or without the module, "
+                         "until it shuts down)")
     ap.add_argument("--no-aa", action="store_true",
                     help="leave out the second bare Klippy (A/A)")
     ap.add_argument("--profile", default=None,

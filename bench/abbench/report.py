@@ -32,22 +32,26 @@ def ratio(a, b):
 
 def summarise(windows, probe=True):
     """{metric: {kind: median}} plus ratios, from this scenario's windows."""
-    by_kind = {}
+    by_kind, failed = {}, {}
     for w in windows:
-        by_kind.setdefault(w["kind"], []).append(w)
-    out = {}
+        if "failed" in w:
+            failed[w["kind"]] = failed.get(w["kind"], 0) + 1
+        else:
+            by_kind.setdefault(w["kind"], []).append(w)
+    out = {"failed": failed}
     for key, _label, _fmt in METRICS:
         if key in PROBE_ONLY and not probe:
             continue
         med = {k: statistics.median(w[key] for w in ws)
-               for k, ws in by_kind.items() if all(key in w for w in ws)}
+               for k, ws in by_kind.items() if ws and all(key in w for w in ws)}
         out[key] = dict(med, ab=ratio(med.get("module"), med.get("bare")),
                         aa=ratio(med.get("bare2"), med.get("bare")))
     verdict = {}
     if probe:
         for key in TARGETED:
             r = out[key]["ab"]
-            verdict[key] = r is not None and r <= RATIO_TARGET
+            verdict[key] = r is not None and r <= RATIO_TARGET \
+                and not failed.get("module")
     out["verdict"] = verdict
     return out
 
@@ -80,6 +84,8 @@ def table(name, what, summary, markdown=False):
         if key not in summary:
             continue
         s = summary[key]
+        if not any(k in s for k in ("bare", "module")):
+            continue
         cell = lambda k: (fmt % s[k]) if k in s else "-"  # noqa: E731
         mark = ""
         if key in summary["verdict"]:
@@ -87,6 +93,9 @@ def table(name, what, summary, markdown=False):
         rows.append((label, cell("bare"), cell("module"), _fmt_ratio(s["ab"]),
                      _fmt_ratio(s["aa"]), mark))
     head = "%s: %s" % (name, what)
+    if summary.get("failed"):
+        head += " -- FAILED windows (not in the medians): " + ", ".join(
+            "%s %d" % kv for kv in sorted(summary["failed"].items()))
     if markdown:
         lines = ["#### " + head, "",
                  "| " + " | ".join(rows[0]) + " |",

@@ -31,7 +31,8 @@ def _printing(s):
 _BASE = [
     Scenario("idle", "connected and idle, default status cadence"),
     Scenario("status-1hz", "connected, status_interval: 1", STATUS_1HZ),
-    Scenario("commands", "100 cloud `command` (M105) events a second",
+    Scenario("commands", "a storm of cloud `command` (M105) events (--command-rate; while "
+             "printing --print-command-rate)",
              drivers=(loads.CommandStorm,)),
     Scenario("downloads", "100 MB cloud print -> download -> started -> "
              "cancel, one cycle every 6 s", drivers=(loads.DownloadCycles,)),
@@ -49,39 +50,69 @@ BY_NAME = {s.name: s for s in SCENARIOS}
 
 
 def run_window(ctx, scn, kind, seconds, profile=None):
-    """Start `kind`'s Klippy for scn, let it settle, measure one window."""
+    """Start `kind`'s Klippy for scn, let it settle, measure one window.
+    A window that fails (e.g. Klippy shut down) is returned with "failed"
+    and the end of its klippy.log, so one bad window doesn't end the run."""
     p = BenchPrinter(kind, ctx.cloud, ctx.state_dir,
                      scn.options % ctx.subst if scn.options else "",
                      files=ctx.files, python=ctx.python)
-    with p:
-        if scn.printing:
-            loads.start_long_print(p)
-        time.sleep(ctx.settle)
-        mark, uploads = ctx.cloud.mark(), len(ctx.cloud.uploads)
-        if scn.probe:
-            p.probe_start()
-        sampler = procstats.Sampler(p.pid).start()
-        drivers = [d(p, ctx.cloud, ctx.matched, **ctx.driver_args(d))
-                   for d in scn.drivers]
-        for d in drivers:
-            d.start()
+    try:
+        p.start()
+        return _measure(ctx, scn, p, seconds, profile)
+    except Exception as e:
+        return {"kind": kind, "failed": "%s: %s" % (type(e).__name__, e),
+                "klippy_log_tail": _log_tail(p.h.klippy_log)}
+    finally:
+        p.stop()
+
+
+def _log_tail(path, lines=60):
+    try:
+        with open(path, errors="replace") as f:
+            return f.readlines()[-lines:]
+    except OSError:
+        return []
+
+
+def _measure(ctx, scn, p, seconds, profile):
+    kind = p.kind
+    if scn.printing:
+        loads.start_long_print(p)
+    time.sleep(ctx.settle)
+    mark, uploads = ctx.cloud.mark(), len(ctx.cloud.uploads)
+    if scn.probe:
+        p.probe_start()
+    sampler = procstats.Sampler(p.pid).start()
+    drivers = [d(p, ctx.cloud, ctx.matched, **ctx.driver_args(d, scn))
+               for d in scn.drivers]
+    for d in drivers:
+        d.start()
+    try:
         spy = profile.start(p.pid) if profile else None
         t0 = time.monotonic()
         time.sleep(seconds)
         rep = p.probe_report() if scn.probe else {}
-        out = sampler.stop(time.monotonic() - t0)
-        if spy:
-            out["profile"] = profile.finish(spy)
-        out.update({k: v for k, v in rep.items() if k != "worst"})
-        out["worst"] = rep.get("worst", [])
-        out["window_s"] = round(time.monotonic() - t0, 2)
-        out["kind"] = kind
-        out["loads"] = {type(d).__name__: d.stop() for d in drivers}
-        if p.has_module:
-            out["statuses_sent"] = len([
-                r for r in ctx.cloud.events[mark:]
-                if r.event == "status" and r.serial == p.serial])
-            out["snapshots_uploaded"] = len(ctx.cloud.uploads) - uploads
-        if scn.printing:
-            out["still_printing"] = p.h.print_state() == "printing"
+    except BaseException:
+        for d in drivers:
+            d.stopping.set()
+        raise
+    out = sampler.stop(time.monotonic() - t0)
+    if spy:
+        out["profile"] = profile.finish(spy)
+    out.update({k: v for k, v in rep.items() if k != "worst"})
+    out["worst"] = rep.get("worst", [])
+    out["window_s"] = round(time.monotonic() - t0, 2)
+    out["kind"] = kind
+    out["loads"] = {type(d).__name__: d.stop() for d in drivers}
+    if p.has_module:
+        out["statuses_sent"] = len([
+            r for r in ctx.cloud.events[mark:]
+            if r.event == "status" and r.serial == p.serial])
+        out["snapshots_uploaded"] = len(ctx.cloud.uploads) - uploads
+    if scn.printing:
+        out["still_printing"] = p.h.print_state() == "printing"
+    state = p.call("info")["state"]
+    if state != "ready":
+        out["failed"] = "Klippy %s at the end of the window" % (state,)
+        out["klippy_log_tail"] = _log_tail(p.h.klippy_log)
     return out
