@@ -62,7 +62,9 @@ class Context:
         if driver is loads.DownloadCycles:
             return {"url": self.big_url}
         if driver is loads.CommandStorm:
-            return {"rate": self.print_command_rate if scn.printing
+            # download cycles start prints: the printing rate applies
+            prints = scn.printing or loads.DownloadCycles in scn.drivers
+            return {"rate": self.print_command_rate if prints
                     else self.command_rate}
         return {}
 
@@ -147,6 +149,7 @@ def run(args):
                                          "windows": windows,
                                          "summary": summary}
             print(report.table(name, scn.what, summary), flush=True)
+            write(result, outdir, stamp, quiet=True)   # keep what we have
         lat = result["latency"]
         tests = args.latency.split(",") if args.latency else []
         if "print" in tests:
@@ -183,14 +186,16 @@ def profile(ctx, args, outdir, stamp):
 
 def profile_text(name, prof, frames=8):
     lines = ["py-spy, module Klippy, %s (busy samples per thread):" % (name,)]
-    for thread, t in list(prof.items())[:4]:
+    for thread, t in list(prof.items())[:5]:
         if "busy" not in t:
             lines.append("  " + str(t))
             continue
-        lines.append("  %s: busy %d of %d samples (%.1f%% of all)"
-                     % (thread, t["busy"], t["samples"], t["busy_pct_of_all"]))
+        lines.append("  %s: busy ~%.1f%% of a core (%d samples)"
+                     % (thread, t["core_pct"] or 0, t["busy"]))
         for frame, share in t["self"][:frames]:
             lines.append("      self %5.1f%%  %s" % (share, frame))
+        lines.append("      inclusive: " + "; ".join(
+            "%s %.0f%%" % (f, sh) for f, sh in t["inclusive"][:frames]))
     return "\n".join(lines)
 
 
@@ -213,7 +218,7 @@ def _progress(name, rnd, w):
           flush=True)
 
 
-def write(result, outdir, stamp):
+def write(result, outdir, stamp, quiet=False):
     path = os.path.join(outdir, "ab-%s" % (stamp,))
     with open(path + ".json", "w") as f:
         json.dump(result, f, indent=1, default=str)
@@ -245,7 +250,8 @@ def write(result, outdir, stamp):
         md += ["```", profile_text(name, prof), "```", ""]
     with open(path + ".md", "w") as f:
         f.write("\n".join(md))
-    print("results: %s.json, %s.md" % (path, path))
+    if not quiet:
+        print("results: %s.json, %s.md" % (path, path))
 
 
 def main():
@@ -275,7 +281,8 @@ def main():
     ap.add_argument("--command-rate", type=float, default=100.,
                     help="cloud `command` events a second (default 100)")
     ap.add_argument("--print-command-rate", type=float, default=20.,
-                    help="the same while an SD print runs (default 20: at "
+                    help="the same while an SD print runs, and in 'all' "
+                         "(its download cycles print) (default 20: at "
                          "100/s Klippy queues more G-code requests than it "
                          "runs while printing, with or without the module, "
                          "until it shuts down)")

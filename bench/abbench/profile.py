@@ -43,40 +43,38 @@ class Profiler:
             _out, err = proc.communicate()
         if not os.path.exists(self.path):
             return {"error": err.decode(errors="replace")[-400:]}
-        return summarise(self.path, self.top)
+        return summarise(self.path, self.top, self.rate, self.seconds)
 
 
-IDLE = ("poll (", "epoll", "select (", "wait (threading", "_wait_for_tstate",
-        "sleep (", "acquire (", "recv (", "read (", "readline (", "_run_once",
-        "_poll (", "wait (")
+# leaf frames that are waiting, not working (py-spy drops most idle
+# samples itself; a reactor polling every millisecond looks busy to it)
+IDLE = {"_dispatch_loop", "poll", "select", "wait", "sleep", "acquire",
+        "recv", "_recv", "recv_into", "readinto", "read", "readline",
+        "accept"}
 
 
-def summarise(path, top=12):
-    """{thread: {samples, busy, self: [(frame, %)], inclusive: [...]}}."""
+def summarise(path, top=12, rate=200, seconds=None):
+    """{process/thread: {samples, busy, core_pct, self: [(frame, %)],
+    inclusive: [...]}}; % are of that thread's busy samples."""
     threads = collections.defaultdict(lambda: {
         "samples": 0, "busy": 0, "self": collections.Counter(),
         "incl": collections.Counter()})
-    total = 0
     with open(path) as f:
         for line in f:
             stack, _, count = line.rstrip("\n").rpartition(" ")
-            if not stack:
-                continue
-            n = int(count)
             frames = stack.split(";")
-            thread = _thread_name(frames[0])
-            if frames[0].startswith("process "):
-                thread = frames[0].split(":")[0] + " " + _thread_name(
-                    frames[1]) if len(frames) > 1 else frames[0]
-            t = threads[thread]
+            if len(frames) < 3 or not count.isdigit():
+                continue
+            t = threads["%s / %s" % (_process(frames[0]),
+                                     frames[1].split(": ", 1)[-1])]
+            n = int(count)
             t["samples"] += n
-            total += n
-            leaf = frames[-1]
-            if any(leaf.startswith(w) for w in IDLE):
+            stack = [_short(x) for x in frames[2:]]
+            if stack[-1].split(" (")[0].rsplit(".", 1)[-1] in IDLE:
                 continue
             t["busy"] += n
-            t["self"][_short(leaf)] += n
-            for fr in set(_short(x) for x in frames[1:]):
+            t["self"][stack[-1]] += n
+            for fr in set(stack):
                 t["incl"][fr] += n
     out = {}
     for name, t in sorted(threads.items(), key=lambda kv: -kv[1]["busy"]):
@@ -84,16 +82,23 @@ def summarise(path, top=12):
             continue
         out[name] = {
             "samples": t["samples"], "busy": t["busy"],
-            "busy_pct_of_all": round(100. * t["busy"] / max(total, 1), 1),
+            "core_pct": round(100. * t["busy"] / (rate * seconds), 1)
+            if seconds else None,
             "self": [(f, round(100. * c / t["busy"], 1))
                      for f, c in t["self"].most_common(top)],
             "inclusive": [(f, round(100. * c / t["busy"], 1))
-                          for f, c in t["incl"].most_common(top)]}
+                          for f, c in t["incl"].most_common(top + 8)
+                          if c < t["busy"]][:top]}
     return out
 
 
-def _thread_name(frame):
-    return frame.split(" ", 1)[-1] if frame.startswith("thread") else frame
+def _process(frame):
+    # 'process 123:"python -m klippy.klippy ..."' -> "klippy"
+    cmd = frame.partition(":")[2].strip('"').split()
+    if "-m" in cmd:
+        name = cmd[cmd.index("-m") + 1]
+        return "klippy" if name.startswith("klippy") else name
+    return cmd[0] if cmd else frame
 
 
 def _short(frame):

@@ -38,8 +38,8 @@ _BASE = [
              "cancel, one cycle every 6 s", drivers=(loads.DownloadCycles,)),
     Scenario("snapshots", "4000x3000 JPEG snapshot every 5 s (shrunk to "
              "150 kB, uploaded)", SNAPSHOTS),
-    Scenario("all", "1 Hz status + snapshots + command storm + download "
-             "cycles at once", STATUS_1HZ + SNAPSHOTS,
+    Scenario("all", "1 Hz status + snapshots + command storm (at "
+             "--print-command-rate) + download cycles at once", STATUS_1HZ + SNAPSHOTS,
              (loads.CommandStorm, loads.DownloadCycles)),
 ]
 SCENARIOS = [Scenario("idle-cpu", "connected and idle, default cadence, no "
