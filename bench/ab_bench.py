@@ -149,6 +149,8 @@ def run(args):
                                          "windows": windows,
                                          "summary": summary}
             print(report.table(name, scn.what, summary), flush=True)
+            if "idle_targets" in summary:
+                print(report.idle_line(summary["idle_targets"]) + "\n")
             write(result, outdir, stamp, quiet=True)   # keep what we have
         lat = result["latency"]
         tests = args.latency.split(",") if args.latency else []
@@ -259,8 +261,7 @@ def write(result, outdir, stamp, quiet=False):
     for name, s in result["scenarios"].items():
         md.append(report.table(name, s["what"], s["summary"], markdown=True))
         if "idle_targets" in s["summary"]:
-            md.append("Idle targets: `%s`\n" % (
-                json.dumps(s["summary"]["idle_targets"]),))
+            md.append(report.idle_line(s["summary"]["idle_targets"]) + "\n")
     lines = report.latency_lines(result["latency"])
     if lines:
         md += ["#### Latency", ""] + ["* " + l for l in lines] + [""]

@@ -71,6 +71,16 @@ def idle_cpu_verdict(summary):
             "rss_ok": added_rss <= RSS_TARGET}
 
 
+def idle_line(t):
+    return ("Connected and idle: CPU added %+.3f %% of a core (target <= "
+            "%.2f: %s; A/A %+.3f), RSS added %+.1f MiB (target <= %.0f: %s;"
+            " A/A %+.1f)" % (
+                t["cpu_added_pct"], IDLE_CPU_TARGET,
+                "ok" if t["cpu_ok"] else "MISSED", t["cpu_added_aa_pct"],
+                t["rss_added_mib"], RSS_TARGET,
+                "ok" if t["rss_ok"] else "MISSED", t["rss_added_aa_mib"]))
+
+
 def _fmt_ratio(r):
     if r is None:
         return "-"

@@ -3,9 +3,11 @@
 # [polar_bench_probe] adds webhooks endpoints (never installed on a printer):
 #   polar_bench_probe/start  {period}  start a timer that asks to fire every
 #                            `period` s (default 1 ms); resets the counts
-#   polar_bench_probe/report           stop it; lateness percentiles, stalls,
-#                            firings per second, the worst firings with
-#                            their reactor (monotonic) and wall-clock times
+#   polar_bench_probe/report           end the counts: lateness percentiles,
+#                            stalls, firings per second, the worst firings
+#                            with their reactor (monotonic) and wall-clock
+#                            times; the timer goes on watching print_stats
+#                            (at 10 ms) until Klippy stops
 #   polar_bench_probe/events {since}   print_stats state changes (seen by the
 #                            timer) and SD file loads, with reactor times
 # The reactor's clock is CLOCK_MONOTONIC, so the times compare directly with
@@ -24,7 +26,7 @@ class PolarBenchProbe:
         self.reactor = self.printer.get_reactor()
         self.keep_worst = config.getint("worst", 25, minval=1)
         self.period = .001
-        self.running = False
+        self.running = False     # counting lateness (else only watching)
         self.samples = []
         self.worst = []          # min-heap of (lateness, scheduled time)
         self.started = self.last = 0.
@@ -51,26 +53,26 @@ class PolarBenchProbe:
         # the reactor's eventtime is taken before earlier timers in the same
         # pass ran: read the clock again for the true lateness
         now = self.reactor.monotonic()
-        late = now - self.wake
-        self.samples.append(late)
-        if len(self.worst) < self.keep_worst:
-            heapq.heappush(self.worst, (late, self.wake))
-        elif late > self.worst[0][0]:
-            heapq.heappushpop(self.worst, (late, self.wake))
+        if self.running:
+            late = now - self.wake
+            self.samples.append(late)
+            if len(self.worst) < self.keep_worst:
+                heapq.heappush(self.worst, (late, self.wake))
+            elif late > self.worst[0][0]:
+                heapq.heappushpop(self.worst, (late, self.wake))
+            self.last = now
         if self.print_stats is not None:
             state = self.print_stats.get_status(now)["state"]
             if state != self.state:
                 self.state = state
                 self.events.append([now, "state", state])
-        self.last = now
-        self.wake = now + self.period
+        self.wake = now + (self.period if self.running else .01)
         return self.wake
 
     def _start(self, web_request):
         self.period = float(web_request.get("period", .001))
         self.samples = []
         self.worst = []
-        self.state = None
         self.running = True
         self.started = self.last = now = self.reactor.monotonic()
         self.wake = now + self.period
@@ -78,7 +80,6 @@ class PolarBenchProbe:
         web_request.send({"t": now})
 
     def _report(self, web_request):
-        self.reactor.update_timer(self.timer, self.reactor.NEVER)
         running, self.running = self.running, False
         samples, self.samples = sorted(self.samples), []
         n = len(samples)
