@@ -62,7 +62,7 @@ def print_start(ctx, tries):
                                      ctx.big_url}, serial=p.serial)
             ev, _ = p.wait_event(since, lambda k, v: k == "sd_reset",
                                  timeout=120.)
-            cloud.append(ev[0] - t0)
+            cloud.append(p.to_bench(ev[0]) - t0)
             p.h.wait_print_state(["printing"], timeout=30.)
             ctx.cloud.emit("cancel", {"serialNumber": p.serial},
                            serial=p.serial)
@@ -107,12 +107,12 @@ def pause_and_wire(ctx, kind, tries, wire_tries):
                 p.gcode("PAUSE")
             ev, since = p.wait_event(since, lambda k, v: v == "paused",
                                      timeout=30.)
-            paused.append(ev[0] - t0)
+            paused.append(p.to_bench(ev[0]) - t0)
             if p.has_module:
                 rec = ctx.cloud.wait_for(
                     "status", lambda d: d.get("status") == 4, start=mark,
                     timeout=30.)
-                wire.append(rec.t - ev[0])
+                wire.append(rec.t - p.to_bench(ev[0]))
                 ctx.cloud.emit("resume", {"serialNumber": p.serial},
                                serial=p.serial)
             else:

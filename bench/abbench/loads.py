@@ -201,7 +201,7 @@ class DownloadCycles(Driver):
             p.gcode('SDCARD_PRINT_FILE FILENAME="%s"' % (BIG_NAME,))
         ev, since = p.wait_event(since, lambda k, v: k == "state"
                                  and v == "printing", timeout=120.)
-        self.started.append(ev[0] - t0)
+        self.started.append(p.to_bench(ev[0]) - t0)
         time.sleep(self.hold)
         if p.has_module:
             self.cloud.emit("cancel", {"serialNumber": p.serial},

@@ -59,6 +59,7 @@ class BenchPrinter:
             _link(path, os.path.join(self.h.gcodes, os.path.basename(path)))
         self.pid = None
         self.serial = None
+        self.offset = 0.
 
     @property
     def has_module(self):
@@ -67,6 +68,7 @@ class BenchPrinter:
     def start(self, connect_timeout=90.):
         self.h.start()
         self.pid = klippy_pid(self.h)
+        self.offset = self._clock_offset()
         if self.has_module:
             st = self.h.wait_polar(lambda s: s["connected"],
                                    timeout=connect_timeout,
@@ -100,6 +102,22 @@ class BenchPrinter:
 
     def probe_report(self):
         return self.call("polar_bench_probe/report", timeout=30.)
+
+    def _clock_offset(self, tries=7):
+        """Reactor clock (CLOCK_MONOTONIC_RAW) minus time.monotonic(), from
+        the quickest of a few round trips."""
+        best = None
+        for _ in range(tries):
+            a = time.monotonic()
+            now = self.call("polar_bench_probe/events", {"since": 1 << 30})
+            b = time.monotonic()
+            if best is None or b - a < best[0]:
+                best = (b - a, now["now"] - (a + b) / 2.)
+        return best[1]
+
+    def to_bench(self, reactor_time):
+        """A probe event time as time.monotonic() of this process."""
+        return reactor_time - self.offset
 
     def events_since(self, since):
         r = self.call("polar_bench_probe/events", {"since": since})
