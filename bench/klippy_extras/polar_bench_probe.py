@@ -1,43 +1,118 @@
-# Benchmark-only Klippy extra: measures how late reactor timers fire.
+# Benchmark-only Klippy extra: how late do reactor timers fire?
 #
-# [polar_bench_probe] asks for a timer every 1 ms and records how late each
-# firing is; the webhooks endpoint polar_bench_probe/report returns the
-# percentiles since the last reset and the process RSS.
+# [polar_bench_probe] adds webhooks endpoints (never installed on a printer):
+#   polar_bench_probe/start  {period}  start a timer that asks to fire every
+#                            `period` s (default 1 ms); resets the counts
+#   polar_bench_probe/report           end the counts: lateness percentiles,
+#                            stalls, firings per second, the worst firings
+#                            with their reactor (monotonic) and wall-clock
+#                            times; the timer goes on watching print_stats
+#                            (at 10 ms) until Klippy stops
+#   polar_bench_probe/events {since}   print_stats state changes (seen by the
+#                            timer) and SD file loads, with reactor times
+# The reactor's clock is CLOCK_MONOTONIC_RAW, not Python's time.monotonic():
+# the benchmark converts with the offset it measures through "now".
+import bisect
+import heapq
 import os
+import time
+
+STALL = .005
 
 
 class PolarBenchProbe:
     def __init__(self, config):
         self.printer = config.get_printer()
         self.reactor = self.printer.get_reactor()
+        self.keep_worst = config.getint("worst", 25, minval=1)
         self.period = .001
+        self.running = False     # counting lateness (else only watching)
         self.samples = []
-        self.next_wake = None
+        self.worst = []          # min-heap of (lateness, scheduled time)
+        self.started = self.last = 0.
+        self.wake = self.reactor.NEVER
+        self.events = []         # [reactor time, kind, value]
+        self.print_stats = None
+        self.state = None
         self.timer = self.reactor.register_timer(self._tick)
         self.printer.register_event_handler("klippy:ready", self._ready)
+        self.printer.register_event_handler("virtual_sdcard:reset_file",
+                                            self._file_reset)
         webhooks = self.printer.lookup_object("webhooks")
+        webhooks.register_endpoint("polar_bench_probe/start", self._start)
         webhooks.register_endpoint("polar_bench_probe/report", self._report)
+        webhooks.register_endpoint("polar_bench_probe/events", self._events)
 
     def _ready(self):
-        self.next_wake = self.reactor.monotonic() + self.period
-        self.reactor.update_timer(self.timer, self.next_wake)
+        self.print_stats = self.printer.lookup_object("print_stats", None)
+
+    def _file_reset(self):
+        self.events.append([self.reactor.monotonic(), "sd_reset", None])
 
     def _tick(self, eventtime):
-        self.samples.append(eventtime - self.next_wake)
-        self.next_wake = eventtime + self.period
-        return self.next_wake
+        # the reactor's eventtime is taken before earlier timers in the same
+        # pass ran: read the clock again for the true lateness
+        now = self.reactor.monotonic()
+        if self.running:
+            late = now - self.wake
+            self.samples.append(late)
+            if len(self.worst) < self.keep_worst:
+                heapq.heappush(self.worst, (late, self.wake))
+            elif late > self.worst[0][0]:
+                heapq.heappushpop(self.worst, (late, self.wake))
+            self.last = now
+        if self.print_stats is not None:
+            state = self.print_stats.get_status(now)["state"]
+            if state != self.state:
+                self.state = state
+                self.events.append([now, "state", state])
+        self.wake = now + (self.period if self.running else .01)
+        return self.wake
+
+    def _start(self, web_request):
+        self.period = float(web_request.get("period", .001))
+        self.samples = []
+        self.worst = []
+        self.running = True
+        self.started = self.last = now = self.reactor.monotonic()
+        self.wake = now + self.period
+        self.reactor.update_timer(self.timer, self.wake)
+        web_request.send({"t": now})
 
     def _report(self, web_request):
+        running, self.running = self.running, False
         samples, self.samples = sorted(self.samples), []
         n = len(samples)
+        seconds = self.last - self.started if running else 0.
 
         def pct(p):
             return samples[min(n - 1, int(p * n))] * 1000. if n else 0.
-        with open("/proc/%d/status" % (os.getpid(),)) as f:
-            rss = [int(l.split()[1]) for l in f if l.startswith("VmRSS")][0]
-        web_request.send({"n": n, "p50_ms": pct(.5), "p99_ms": pct(.99),
-                          "max_ms": samples[-1] * 1000. if n else 0.,
-                          "rss_kb": rss})
+        now = self.reactor.monotonic()
+        wall = time.time() - now
+        worst = [{"late_ms": round(late * 1000., 3), "t": at,
+                  "wall": at + wall}
+                 for late, at in sorted(self.worst, reverse=True)]
+        web_request.send({
+            "n": n, "seconds": seconds, "t0": self.started,
+            "firings_per_s": n / seconds if seconds > 0. else 0.,
+            "p50_ms": pct(.5), "p99_ms": pct(.99), "p999_ms": pct(.999),
+            "max_ms": samples[-1] * 1000. if n else 0.,
+            "stalls_5ms": n - bisect.bisect_right(samples, STALL),
+            "worst": worst, "rss_kb": _vm("VmRSS"), "hwm_kb": _vm("VmHWM")})
+
+    def _events(self, web_request):
+        since = int(web_request.get("since", 0))
+        web_request.send({"events": self.events[since:],
+                          "next": len(self.events),
+                          "now": self.reactor.monotonic()})
+
+
+def _vm(key):
+    with open("/proc/%d/status" % (os.getpid(),)) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
 
 
 def load_config(config):
