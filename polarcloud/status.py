@@ -191,12 +191,17 @@ class StatusCadence:
             return self.active_interval
         return IDLE_INTERVAL
 
-    def next_heartbeat(self):
-        """When the next status is due if nothing changes (0: now)."""
+    def next_due(self, status):
+        """When `status` (just found not due) becomes due if nothing else
+        changes: the end of the gap, a temperature change's 5 s, or the
+        heartbeat."""
         if self.last is None:
             return 0.
         if self.forced:
             return self.last_time + MIN_GAP
+        if any(abs(status.get(k, 0) - self.last.get(k, 0)) >= 1.
+               for k in TEMP_KEYS):
+            return self.last_time + TEMP_CHANGE_INTERVAL
         return self.last_time + self.heartbeat()
 
     def sent(self, status, now):

@@ -22,7 +22,8 @@ def handle(request, emit):
         os._exit(7)
     if request.get("fail"):
         raise ValueError("asked to fail")
-    return {"done": True, "nice": os.nice(0)}
+    return {"done": True, "nice": os.nice(0),
+            "idle": os.sched_getscheduler(0) == os.SCHED_IDLE}
 
 
 if __name__ == "__main__":

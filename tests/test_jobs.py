@@ -189,3 +189,24 @@ def test_failed_download_reports_error_once_then_idle():
     assert [(e["jobId"], e["state"]) for e in drain(t)] == [
         ("KL1-3", "canceled")]
     assert codes_until_idle(t, snap())[:2] == [P.ERROR, P.IDLE]
+
+
+def test_no_new_input_builds_no_status(monkeypatch):
+    """A storm that changes nothing costs no status work until the next
+    heartbeat; a new sample is looked at at once."""
+    from polarcloud.connector import reporter as R
+    built = []
+    real = R.build_status
+    monkeypatch.setattr(R, "build_status",
+                        lambda *a: built.append(1) or real(*a))
+    r = StatusReporter(Settings(status_interval=10.))
+    r.on_sample(sample(loads=0), 0.)
+    sent = []
+    emit = lambda e, d: sent.append(d) or True   # noqa: E731
+    r.send("KL1", emit, 0.)
+    for i in range(1000):
+        r.send("KL1", emit, 1. + i * 0.01)
+    assert len(built) == 2 and len(sent) == 1   # looked once more, then slept
+    assert r.next_wakeup() == 60.               # the idle heartbeat
+    r.on_sample(sample(loads=0, temps={"tool0": (25., 200.)}), 20.)
+    assert r.send("KL1", emit, 20.)["targetTool0"] == 200.

@@ -85,7 +85,7 @@ def test_cadence_coalesces_what_comes_within_the_gap():
     for i in range(100):            # a command burst: each forces a status
         c.force()
         assert not c.due(dict(idle, targetBed=float(i)), 0.004 * i)
-    assert c.next_heartbeat() == S.MIN_GAP    # the loop wakes for it...
+    assert c.next_due(idle) == S.MIN_GAP      # the loop wakes for it...
     assert c.due(dict(idle, targetBed=99.), S.MIN_GAP)   # ...and sends one
 
 

@@ -26,6 +26,7 @@ def test_result_messages_and_lower_priority():
     result = child({"messages": 3}, on_message=seen.append).run()
     assert result["done"] and seen == [{"n": 0}, {"n": 1}, {"n": 2}]
     assert result["nice"] >= os.nice(0) + 10 or result["nice"] == 19
+    assert result["idle"]       # SCHED_IDLE: only otherwise idle CPU time
 
 
 def test_stderr_is_drained_while_running():

@@ -164,8 +164,10 @@ class CloudConnection:
                                                       time.monotonic()))
 
     def on_timelapse(self, status, path):
-        self.post(lambda: self.uploads.on_timelapse(status, path,
-                                                    time.monotonic()))
+        def timelapse():
+            self.uploads.on_timelapse(status, path, time.monotonic())
+            self.reporter.force()      # the hold shows as 5 at once
+        self.post(timelapse)
 
     # --- thread main loop ----------------------------------------------
 

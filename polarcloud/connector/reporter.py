@@ -26,6 +26,7 @@ class StatusReporter:
         self.sample = None
         self.last_status = None
         self.updating_until = 0.
+        self.recheck_at = 0.      # nothing can be due before, unless new input
 
     def restore(self, saved):
         self.jobs = JobTracker(saved)
@@ -35,18 +36,21 @@ class StatusReporter:
     def on_sample(self, sample, now, force=False):
         self.sample = sample
         self.jobs.update(sample, now)
+        self.recheck_at = 0.
         if force:
             self.cadence.force()
 
     def force(self):
         self.cadence.force()
+        self.recheck_at = 0.
 
     def set_updating(self, running, now):
         self.updating_until = now + UPDATE_STATUS_TIME if running else 0.
-        self.cadence.force()
+        self.force()
 
     def new_connection(self):
         self.cadence.reset()
+        self.recheck_at = 0.
 
     # --- output ---------------------------------------------------------
 
@@ -64,14 +68,17 @@ class StatusReporter:
             self.jobs.event_sent()
             self.cadence.force()
             event = self.jobs.next_event()
-        if self.sample is None:
-            return None
+        if self.sample is None or now < self.recheck_at:
+            return None     # nothing new since the last look
         job = self.jobs.status_job()
         code = self.jobs.status_code(self.sample)
         if now < self.updating_until and code == P.IDLE:
             code = P.UPDATING
         status = build_status(serial, code, self.sample, job, time.time())
-        if not self.cadence.due(status, now) or not emit("status", status):
+        if not self.cadence.due(status, now):
+            self.recheck_at = self.cadence.next_due(status)
+            return None
+        if not emit("status", status):
             return None
         self.cadence.sent(status, now)
         self.jobs.status_sent()
@@ -89,7 +96,7 @@ class StatusReporter:
             return 0.
         if self.sample is None:
             return None
-        return self.cadence.next_heartbeat()
+        return self.recheck_at
 
     def cloud_job_in_progress(self):
         """The cloud job's id while the last status showed it preparing,

@@ -48,15 +48,28 @@ def _exit_with_parent():
     os._exit(3)
 
 
+def lower_priority():
+    """Yield the CPU (and, with it, the disk) to Klippy and Moonraker.
+
+    SCHED_IDLE runs the worker only on otherwise idle CPU time, and Linux
+    gives such a task the idle I/O class too; nice is the fallback where
+    that policy is missing."""
+    try:
+        os.nice(NICENESS)
+    except OSError:
+        pass
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass
+
+
 def worker_main(handler):
     """Run handler(request, emit) -> dict; emit(dict) sends a message line.
 
     The child lowers its own priority first (no preexec_fn: the parent is
     threaded).  Exceptions become an error line and exit status 1."""
-    try:
-        os.nice(NICENESS)
-    except OSError:
-        pass
+    lower_priority()
     try:
         request = _read_request()
         threading.Thread(target=_exit_with_parent, daemon=True).start()
