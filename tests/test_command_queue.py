@@ -1,6 +1,7 @@
 """The bound on cloud commands, and the inbound event table (no socket)."""
 from polarcloud.connector import command_queue as Q
 from polarcloud.connector.command_queue import CommandQueue
+from polarcloud.connector import connection as C
 from polarcloud.connector.connection import CloudConnection
 from polarcloud.connector.session import Session
 from polarcloud.settings import Settings
@@ -103,16 +104,44 @@ def test_only_cloud_events_are_dispatched(tmp_path):
                  ({"serialNumber": "KL1"},),          # an event named "*"
                  ("pause",), (["x"], {}), (None,), (),
                  ("pause", {"serialNumber": "KL1"}, "extra", "args")]:
-        c._on_cloud_event(gen, args)
+        deliver(c, gen, args)
     assert c.errors.last is None
     assert c.host.commands == [("pause", {"serialNumber": "KL1"})]
 
 
 def test_stale_and_unauthenticated_packets_are_ignored(tmp_path):
     c = connection(tmp_path)
-    c._on_cloud_event(c.generation - 1, ("pause", {"serialNumber": "KL1"}))
+    deliver(c, c.generation - 1, ("pause", {"serialNumber": "KL1"}))
     c.session.authenticated = False
-    c._on_cloud_event(c.generation, ("pause", {"serialNumber": "KL1"}))
-    c._on_cloud_event(c.generation, ("temperature", {"serialNumber": "KL9",
-                                                     "bed": 60}))
+    deliver(c, c.generation, ("pause", {"serialNumber": "KL1"}))
+    deliver(c, c.generation, ("temperature", {"serialNumber": "KL9",
+                                              "bed": 60}))
     assert c.host.commands == []
+
+
+def test_a_flood_waits_bounded_and_the_excess_is_counted(tmp_path, caplog):
+    c = connection(tmp_path)
+    for i in range(C.MAX_WAITING_EVENTS + 7):
+        c._receive(c.generation, ("command", {"serialNumber": "KL1",
+                                              "command": "M105"}))
+    assert c.inbox.qsize() == C.MAX_WAITING_EVENTS
+    run_inbox(c)
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in
+               r.getMessage()]
+    assert dropped == ["polar_cloud: 7 cloud events dropped: more than %d"
+                       " were waiting" % C.MAX_WAITING_EVENTS]
+    deliver(c, c.generation, ("pause", {"serialNumber": "KL1"}))
+    assert len([r for r in caplog.records if "dropped" in r.getMessage()]) \
+        == 1     # counted once, then quiet
+
+
+def deliver(c, gen, args):
+    """One event as the socket's reader hands it over, then handled."""
+    c._receive(gen, args)
+    run_inbox(c)
+
+
+def run_inbox(c):
+    while not c.inbox.empty():
+        func, args = c.inbox.get_nowait()
+        func(*args)

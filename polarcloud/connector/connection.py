@@ -26,6 +26,7 @@ from ..camera import hello_fields, resolve_camera
 from ..identity import detect_mac, identity, local_ip, random_mac
 from ..store import StateProblem, StateStore
 from ..text import clean
+from .cloud_client import cloud_client
 from .command_queue import CommandQueue
 from .errors import ErrorLog
 from .prints import CloudPrints
@@ -46,6 +47,7 @@ ALIVE_CHECK_INTERVAL = 2.
 MAX_IDLE_WAIT = 60.
 WEBCAM_WAIT = 5.    # at start, wait this long for Moonraker's webcam
 MAX_BATCH = 200     # inbox items handled before the next tick
+MAX_WAITING_EVENTS = 500   # cloud events queued for this thread; more dropped
 QUIET_LIBRARIES = ("socketio", "engineio", "socketio.client",
                    "engineio.client", "websocket", "urllib3")
 
@@ -56,6 +58,11 @@ class CloudConnection:
         self.settings = settings
         self.store = StateStore(settings.state_dir)
         self.inbox = queue.Queue()
+        # a flood from the cloud never grows the inbox without bound: the
+        # socket's reader drops what does not fit and counts it
+        self.event_slots = threading.BoundedSemaphore(MAX_WAITING_EVENTS)
+        self.events_dropped = 0
+        self.events_dropped_logged = 0
         self.thread = None
         self.stopping = threading.Event()
         self.backoff = Backoff(*RECONNECT_BACKOFF)
@@ -348,19 +355,11 @@ class CloudConnection:
         return self.registration.registering or bool(self.serial)
 
     def _connect(self):
-        import socketio
         self.generation += 1
         gen = self.generation
-
-        def on_event(*args):
-            # python-socketio's catch-all: (event, data...); an event named
-            # "*" arrives without its name, so the name is checked later
-            self.post(self._on_cloud_event, gen, args)
-        client = socketio.Client(reconnection=False, handle_sigint=False,
-                                 logger=False, engineio_logger=False)
-        client.on("disconnect", lambda *a: self.post(self._on_socket_lost,
-                                                     gen))
-        client.on("*", on_event)
+        client = cloud_client(
+            lambda name, args: self._receive(gen, (name,) + args),
+            lambda: self.post(self._on_socket_lost, gen))
         self.connecting = True
         self.publish()
         try:
@@ -437,7 +436,21 @@ class CloudConnection:
                            " reconnecting")
         self._drop(self.backoff.next_delay(), failed=True)
 
+    def _receive(self, gen, args):
+        """On the socket's reader thread: queue a cloud event, or drop it
+        when MAX_WAITING_EVENTS are already waiting."""
+        if self.event_slots.acquire(blocking=False):
+            self.post(self._on_cloud_event, gen, args)
+        else:
+            self.events_dropped += 1
+
     def _on_cloud_event(self, gen, args):
+        self.event_slots.release()
+        if self.events_dropped != self.events_dropped_logged:
+            log.warning("polar_cloud: %d cloud events dropped: more than %d"
+                        " were waiting", self.events_dropped
+                        - self.events_dropped_logged, MAX_WAITING_EVENTS)
+            self.events_dropped_logged = self.events_dropped
         session = self._current(gen)
         if session is None or not args:
             return

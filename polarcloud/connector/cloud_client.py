@@ -1,0 +1,68 @@
+"""python-socketio's client, shaped for a connector that has its own thread.
+
+Three differences from a plain `socketio.Client`, through hooks
+python-socketio 5.x and python-engineio 4.x have had throughout:
+
+* Engine.IO messages are handled on the reader thread, in the order they
+  arrive.  python-engineio starts a new thread for every message
+  (`run_async`): a storm of cloud events would be as many threads in
+  Klippy's process, run in any order.  Our handler only puts the event on
+  the connector's inbox, so it never holds the reader up.
+* Every cloud event reaches one callback with its name.  The catch-all
+  handler ("*") would get an event literally named "*" without its name,
+  and a cloud event named "connect" or "disconnect" would reach the
+  lifecycle handlers; events never take those paths here.
+* `requests` is not loaded into Klippy: python-engineio needs it only for
+  the long-polling transport, and the connector uses the websocket one
+  (websocket-client).  That saves Klippy about 8 MiB.
+"""
+import functools
+import sys
+
+
+def import_socketio():
+    """`socketio`, with python-engineio's client loaded without requests."""
+    if "engineio.client" not in sys.modules \
+            and "requests" not in sys.modules:
+        sys.modules["requests"] = None    # makes `import requests` fail
+        try:
+            __import__("engineio.client")
+        finally:
+            del sys.modules["requests"]
+    import socketio
+    return socketio
+
+
+@functools.lru_cache(maxsize=None)
+def _client_class():
+    # built on first use: Klippy loads python-socketio only when it connects
+    socketio = import_socketio()
+    import engineio
+
+    class InlineEngineIO(engineio.Client):
+        def _trigger_event(self, event, *args, **kwargs):
+            kwargs["run_async"] = False
+            return super()._trigger_event(event, *args, **kwargs)
+
+    class CloudClient(socketio.Client):
+        def _engineio_client_class(self):
+            return InlineEngineIO
+
+        on_event = None
+
+        def _handle_event(self, namespace, id, data):
+            # the cloud never asks for an acknowledgement: none is sent
+            if isinstance(data, list) and data:
+                self.on_event(data[0], tuple(data[1:]))
+
+    return CloudClient
+
+
+def cloud_client(on_event, on_disconnect):
+    """A Socket.IO client that calls on_event(name, args) on its reader
+    thread for every event and on_disconnect() when the link drops."""
+    client = _client_class()(reconnection=False, handle_sigint=False,
+                             logger=False, engineio_logger=False)
+    client.on_event = on_event
+    client.on("disconnect", lambda *reason: on_disconnect())
+    return client

@@ -1,0 +1,51 @@
+"""The Socket.IO client the connector uses, against the emulator's real
+server: every event reaches one callback, by name, in order, on the
+reader thread; Klippy never loads requests for it."""
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from polarcloud.connector.cloud_client import cloud_client
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_events_arrive_by_name_in_order_on_one_thread(cloud):
+    got, threads, lost = [], set(), threading.Event()
+
+    def on_event(name, args):
+        got.append((name, args))
+        threads.add(threading.get_ident())
+    client = cloud_client(on_event, lost.set)
+    mark = cloud.mark()
+    client.connect(cloud.url, transports=["websocket"], wait_timeout=10)
+    try:
+        rec = cloud.wait_for("connect", start=mark)
+        before = threading.active_count()
+        for i in range(300):
+            cloud.emit("command", {"n": i}, sid=rec.sid)
+        cloud.emit("*", {"n": "star"}, sid=rec.sid)
+        cloud.emit("snapshot", ["a", "list"], sid=rec.sid)
+        deadline = time.monotonic() + 20
+        while len(got) < 303 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threading.active_count() <= before + 1
+    finally:
+        client.disconnect()
+    assert got[0][0] == "welcome"
+    commands = [args[0]["n"] for name, args in got if name == "command"]
+    assert commands == list(range(300))
+    assert got[-2:] == [("*", ({"n": "star"},)), ("snapshot", (["a", "list"],))]
+    assert len(threads) == 1 and threading.get_ident() not in threads
+    assert lost.wait(5)
+
+
+def test_klippy_does_not_load_requests_for_the_socket():
+    code = ("import sys; from polarcloud.connector.cloud_client import "
+            "cloud_client; cloud_client(print, print); "
+            "import engineio.client as c; "
+            "assert 'requests' not in sys.modules, 'requests loaded'; "
+            "assert c.requests is None")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
