@@ -1,7 +1,6 @@
 """Latency tests: cloud print start vs curl, pause, state change -> status."""
 import os
 import random
-import subprocess
 import time
 
 from . import loads, procstats
@@ -23,20 +22,6 @@ def _r(v, scale):
     return None if v is None else round(v * scale, 4)
 
 
-def curl_fsync(url, path):
-    """Seconds to fetch url with curl and fsync the file."""
-    t0 = time.monotonic()
-    subprocess.run(["curl", "-sSf", "-o", path, url], check=True)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    took = time.monotonic() - t0
-    os.unlink(path)
-    return took
-
-
 def print_start(ctx, tries):
     """100 MB cloud print: `print` sent -> SDCARD_PRINT_FILE (the SD file
     reset event), alternated with curl + fsync of the same URL into the same
@@ -50,7 +35,7 @@ def print_start(ctx, tries):
         rss.append(procstats.rss_kb(p.pid))
         for i in range(tries * 2):
             if (i + (i // 2)) % 2 == 0:     # curl, cloud, cloud, curl, ...
-                curl.append(curl_fsync(ctx.big_url, os.path.join(
+                curl.append(loads.curl_fsync(ctx.big_url, os.path.join(
                     p.h.gcodes, "curl-%d.gcode" % (i,))))
                 continue
             since = p.events_next()

@@ -3,7 +3,9 @@ same Klippy-side work over the API socket (bare windows) does to a printer.
 
 Module windows get the cloud events; bare windows get the G-code those
 events end in (M105, SDCARD_PRINT_FILE, CANCEL_PRINT) through Klippy's API,
-so the ratio shows what the module adds beyond the G-code itself.  With
+and for a cloud print the same bytes fetched by curl from the same server
+into the same folder, so the ratio shows what the module adds beyond the
+G-code and the download themselves.  With
 bare_load="none" bare windows get nothing (the issue's first measurement).
 """
 import itertools
@@ -11,10 +13,12 @@ import json
 import math
 import os
 import socket
+import subprocess
 import threading
 import time
 
 BIG_NAME = "bench_100MB.gcode"
+FETCHED_NAME = "bench_fetched.gcode"   # bare windows' copy of a cloud print
 LONG_NAME = "bench_long.gcode"
 _jobs = itertools.count(1)
 
@@ -46,6 +50,21 @@ def write_gcode(path, size=None, seconds=None):
             f.write(";" * (size - written - 1) + "\n")
     os.rename(path + ".tmp", path)
     return path
+
+
+def curl_fsync(url, path, keep=False):
+    """Seconds to fetch url with curl and fsync the file."""
+    t0 = time.monotonic()
+    subprocess.run(["curl", "-sSf", "-o", path, url], check=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    took = time.monotonic() - t0
+    if not keep:
+        os.unlink(path)
+    return took
 
 
 class Driver(threading.Thread):
@@ -163,7 +182,8 @@ class CommandStorm(Driver):
 
 class DownloadCycles(Driver):
     """print -> download -> started -> hold -> cancel, one cycle every
-    `period` s; bare windows print the same 100 MB file from their SD."""
+    `period` s; bare windows fetch the same 100 MB file with curl + fsync
+    into their SD folder and print it (bare_load="none": nothing)."""
     period = 6.
     hold = 1.
 
@@ -198,7 +218,9 @@ class DownloadCycles(Driver):
                                       "gcodeFile": self.url},
                             serial=p.serial)
         else:
-            p.gcode('SDCARD_PRINT_FILE FILENAME="%s"' % (BIG_NAME,))
+            fetched = os.path.join(p.h.gcodes, FETCHED_NAME)
+            curl_fsync(self.url, fetched, keep=True)
+            p.gcode('SDCARD_PRINT_FILE FILENAME="%s"' % (FETCHED_NAME,))
         ev, since = p.wait_event(since, lambda k, v: k == "state"
                                  and v == "printing", timeout=120.)
         self.started.append(p.to_bench(ev[0]) - t0)
