@@ -121,18 +121,24 @@ def test_stale_and_unauthenticated_packets_are_ignored(tmp_path):
 
 def test_a_flood_waits_bounded_and_the_excess_is_counted(tmp_path, caplog):
     c = connection(tmp_path)
+    flood = ("command", {"serialNumber": "KL1", "command": "M105"})
     for i in range(C.MAX_WAITING_EVENTS + 7):
-        c._receive(c.generation, ("command", {"serialNumber": "KL1",
-                                              "command": "M105"}))
+        c._receive(c.generation, flood)
     assert c.inbox.qsize() == C.MAX_WAITING_EVENTS
     run_inbox(c)
-    dropped = [r.getMessage() for r in caplog.records if "dropped" in
-               r.getMessage()]
-    assert dropped == ["polar_cloud: 7 cloud events dropped: more than %d"
-                       " were waiting" % C.MAX_WAITING_EVENTS]
-    deliver(c, c.generation, ("pause", {"serialNumber": "KL1"}))
+    line = ("Polar Cloud: 7 cloud messages dropped (more than %d were"
+            " waiting)" % C.MAX_WAITING_EVENTS)
+    assert line in c.host.console_lines
+    for i in range(C.MAX_WAITING_EVENTS + 3):    # the flood goes on
+        c._receive(c.generation, flood)
+    run_inbox(c)
+    dropped = [m for m in c.host.console_lines if "dropped" in m]
+    assert dropped == [line]          # one line per interval, however long
+    c.next_drop_line = 0.             # the interval is over
+    deliver(c, c.generation, flood)
+    assert c.host.console_lines[-1].startswith("Polar Cloud: 3 cloud messages")
     assert len([r for r in caplog.records if "dropped" in r.getMessage()]) \
-        == 1     # counted once, then quiet
+        == 2
 
 
 def deliver(c, gen, args):

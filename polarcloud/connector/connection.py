@@ -48,6 +48,7 @@ MAX_IDLE_WAIT = 60.
 WEBCAM_WAIT = 5.    # at start, wait this long for Moonraker's webcam
 MAX_BATCH = 200     # inbox items handled before the next tick
 MAX_WAITING_EVENTS = 500   # cloud events queued for this thread; more dropped
+DROP_LINE_INTERVAL = 10.   # at most one line this often about dropped events
 QUIET_LIBRARIES = ("socketio", "engineio", "socketio.client",
                    "engineio.client", "websocket", "urllib3")
 
@@ -62,7 +63,8 @@ class CloudConnection:
         # socket's reader drops what does not fit and counts it
         self.event_slots = threading.BoundedSemaphore(MAX_WAITING_EVENTS)
         self.events_dropped = 0
-        self.events_dropped_logged = 0
+        self.events_dropped_told = 0
+        self.next_drop_line = 0.
         self.thread = None
         self.stopping = threading.Event()
         self.backoff = Backoff(*RECONNECT_BACKOFF)
@@ -446,11 +448,8 @@ class CloudConnection:
 
     def _on_cloud_event(self, gen, args):
         self.event_slots.release()
-        if self.events_dropped != self.events_dropped_logged:
-            log.warning("polar_cloud: %d cloud events dropped: more than %d"
-                        " were waiting", self.events_dropped
-                        - self.events_dropped_logged, MAX_WAITING_EVENTS)
-            self.events_dropped_logged = self.events_dropped
+        if self.events_dropped != self.events_dropped_told:
+            self._tell_dropped(time.monotonic())
         session = self._current(gen)
         if session is None or not args:
             return
@@ -470,6 +469,18 @@ class CloudConnection:
             return
         log.debug("polar_cloud: received %s", event)
         handler(data)
+
+    def _tell_dropped(self, now):
+        # one line per DROP_LINE_INTERVAL however long the flood lasts
+        if now < self.next_drop_line:
+            return
+        self.next_drop_line = now + DROP_LINE_INTERVAL
+        dropped = self.events_dropped - self.events_dropped_told
+        self.events_dropped_told += dropped
+        line = ("Polar Cloud: %d cloud messages dropped (more than %d were"
+                " waiting)" % (dropped, MAX_WAITING_EVENTS))
+        log.warning("polar_cloud: %s", line)
+        self.host.console(line)
 
     def _on_welcome(self, data):
         session = self.session
