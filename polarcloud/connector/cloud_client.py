@@ -12,23 +12,33 @@ python-socketio 5.x and python-engineio 4.x have had throughout:
   handler ("*") would get an event literally named "*" without its name,
   and a cloud event named "connect" or "disconnect" would reach the
   lifecycle handlers; events never take those paths here.
-* `requests` is not loaded into Klippy: python-engineio needs it only for
-  the long-polling transport, and the connector uses the websocket one
-  (websocket-client).  That saves Klippy about 8 MiB.
+* `requests`, `aiohttp` and `tornado` are not loaded into Klippy:
+  python-engineio imports them when they are installed, for the
+  long-polling transport and its asyncio/tornado clients; the connector
+  uses only the websocket transport (websocket-client).  That saves Klippy
+  about 8 MiB for requests alone.
 """
 import functools
 import sys
 
 
+# imported by python-engineio when present, never used by the connector
+UNUSED_BY_THE_SOCKET = ("requests", "aiohttp", "tornado")
+
+
 def import_socketio():
-    """`socketio`, with python-engineio's client loaded without requests."""
-    if "engineio.client" not in sys.modules \
-            and "requests" not in sys.modules:
-        sys.modules["requests"] = None    # makes `import requests` fail
+    """`socketio`, loaded without UNUSED_BY_THE_SOCKET (unless something
+    else in the process loaded them already)."""
+    if "engineio" not in sys.modules and "socketio" not in sys.modules:
+        hidden = [name for name in UNUSED_BY_THE_SOCKET
+                  if name not in sys.modules]
+        for name in hidden:
+            sys.modules[name] = None      # makes `import name` fail
         try:
-            __import__("engineio.client")
+            __import__("socketio")
         finally:
-            del sys.modules["requests"]
+            for name in hidden:
+                del sys.modules[name]
     import socketio
     return socketio
 
