@@ -34,7 +34,9 @@ def installed(tmp_path_factory):
 def printer(cloud, installed):
     """One real Klippy + Moonraker for the session (restarted by tests that
     need it); each test starts from 'unregistered'."""
-    with PrinterHarness(cloud.url, polar_extra=SESSION_POLAR_OPTIONS) as h:
+    # no key seeded: the first registration makes one, as on a printer
+    with PrinterHarness(cloud.url, polar_extra=SESSION_POLAR_OPTIONS,
+                        seed_key=False) as h:
         yield h
 
 

@@ -24,6 +24,20 @@ VENV_BIN = os.path.dirname(sys.executable)
 SITE = sysconfig.get_paths()["purelib"]
 DICTIONARY = os.path.join(TESTS, "fake_mcu_dict.json")
 PRINTER_SITE = os.path.join(TESTS, "printer_site")
+KEY_FILE = "polar_cloud_key.pem"
+
+
+def shared_printer_key():
+    """A printer key shared by the test printers, made once (a 2048-bit key
+    takes seconds in pure Python; tests/test_keys.py covers that)."""
+    path = os.path.join(ROOT, ".venv", "test-" + KEY_FILE)
+    if not os.path.exists(path):
+        sys.path.insert(0, ROOT)
+        from polarcloud import keys
+        part = "%s.%d" % (path, os.getpid())
+        keys.generate_key(part, 600)
+        os.replace(part, path)
+    return path
 
 
 def klippy_env():
@@ -168,10 +182,13 @@ def install_into_venv(printer_data, klippy_venv=None, flavour=None):
 
 class PrinterHarness:
     """flavour: a name in FLAVOURS or a Flavour (default: PyPI Klippy in
-    this venv); python: run that interpreter's `klippy` package instead."""
+    this venv); python: run that interpreter's `klippy` package instead;
+    seed_key: start with the shared test key (False: the module makes its
+    own at the first registration)."""
 
     def __init__(self, cloud_url, polar_extra="", moonraker=True,
-                 moonraker_extra="", python=None, flavour="pypi"):
+                 moonraker_extra="", python=None, flavour="pypi",
+                 seed_key=True):
         self.flavour = FLAVOURS[flavour] if isinstance(flavour, str) \
             else flavour
         self.python = python or self.flavour.python
@@ -183,6 +200,11 @@ class PrinterHarness:
         for d in (self.gcodes, self.config_dir,
                   os.path.join(self.data, "logs")):
             os.makedirs(d)
+        if seed_key:     # the first POLAR_REGISTER then keeps this key
+            os.makedirs(self.state_dir, 0o700)
+            shutil.copy(shared_printer_key(),
+                        os.path.join(self.state_dir, KEY_FILE))
+            os.chmod(os.path.join(self.state_dir, KEY_FILE), 0o600)
         self.uds = os.path.join(self.tmp, "klippy_uds")
         self.printer_cfg = os.path.join(self.config_dir, "printer.cfg")
         self.klippy_log = os.path.join(self.data, "logs", "klippy.log")

@@ -5,15 +5,18 @@ route to the reactor; the connection, the child processes and the Socket.IO
 server are all real.
 """
 import os
+import shutil
 import time
 
 import pytest
 
 from conftest import EMAIL, PIN
+from harness import shared_printer_key
 from polarcloud.connector import connection as C
 from polarcloud.connector import registration as R
 from polarcloud.host import Host
 from polarcloud.settings import Settings
+from polarcloud.store import KEY_FILE
 
 # EMAIL/PIN: the session's account. Every printer on this host shares one
 # MAC, so a second account would get FORBIDDEN answers in later tests.
@@ -65,8 +68,21 @@ SNAP = {"klippy": "ready", "state": "standby", "file_loads": 0,
         "temps": {"tool0": (25., 0.), "bed": (25., 0.)}}
 
 
+@pytest.fixture(scope="session")
+def printer_key():
+    return shared_printer_key()
+
+
+def state_dir_with_key(tmp_path, printer_key):
+    state = tmp_path / "state"
+    state.mkdir()
+    shutil.copy(printer_key, str(state / KEY_FILE))
+    os.chmod(str(state / KEY_FILE), 0o600)
+    return str(state)
+
+
 @pytest.fixture
-def conn(tmp_path, cloud, monkeypatch):
+def conn(tmp_path, cloud, monkeypatch, printer_key):
     monkeypatch.setattr(C, "HANDSHAKE_TIMEOUT", 2.)
     monkeypatch.setattr(R, "ANSWER_TIMEOUT", 2.)
     monkeypatch.setattr(C, "HELLO_FAILED_RETRY", 3.)
@@ -77,7 +93,7 @@ def conn(tmp_path, cloud, monkeypatch):
     cloud.register_reason = None
     host = RecordingHost()
     c = C.CloudConnection(host, Settings(
-        url=cloud.url, state_dir=str(tmp_path / "state"),
+        url=cloud.url, state_dir=state_dir_with_key(tmp_path, printer_key),
         printer_type="delta", printer_make="Kossel",
         gcode_dir=str(tmp_path / "gcodes"), max_download_size=1,
         min_free_space=0, status_interval=1.))
@@ -227,7 +243,8 @@ def test_unregister(conn, cloud):
     assert "not registered" in replies[0]["error"]
 
 
-def test_cloud_job_flow_and_send_next_print(tmp_path, cloud, monkeypatch):
+def test_cloud_job_flow_and_send_next_print(tmp_path, cloud, monkeypatch,
+                                           printer_key):
     """print -> download -> start -> complete: statuses, one job event and
     sendNextPrint at the first 7 (continuous printing switched on)."""
     cloud.start()
@@ -240,7 +257,7 @@ def test_cloud_job_flow_and_send_next_print(tmp_path, cloud, monkeypatch):
             reply(None)
     host = Host()
     c = C.CloudConnection(host, Settings(
-        url=cloud.url, state_dir=str(tmp_path / "state"),
+        url=cloud.url, state_dir=state_dir_with_key(tmp_path, printer_key),
         gcode_dir=str(tmp_path / "gcodes" / "polar_cloud"),
         max_download_size=1, min_free_space=0, status_interval=1.,
         send_next_print=True))
