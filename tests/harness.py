@@ -168,10 +168,11 @@ def install_into_venv(printer_data, klippy_venv=None, flavour=None):
 
 class PrinterHarness:
     """flavour: a name in FLAVOURS or a Flavour (default: PyPI Klippy in
-    this venv); python: run that interpreter's `klippy` package instead."""
+    this venv); python: run that interpreter's `klippy` package instead;
+    env: extra environment for Klippy (e.g. SSL_CERT_FILE)."""
 
     def __init__(self, cloud_url, polar_extra="", moonraker=True,
-                 moonraker_extra="", python=None, flavour="pypi"):
+                 moonraker_extra="", python=None, flavour="pypi", env=None):
         self.flavour = FLAVOURS[flavour] if isinstance(flavour, str) \
             else flavour
         self.python = python or self.flavour.python
@@ -195,6 +196,7 @@ class PrinterHarness:
         self.base_url = "http://127.0.0.1:%d" % (self.port,)
         self.procs = {}
         self.klippy = None
+        self.env = dict(env or {})
 
     def write_printer_cfg(self, polar_extra=""):
         with open(os.path.join(TESTS, "printer.cfg.in")) as f:
@@ -213,7 +215,7 @@ class PrinterHarness:
             self.flavour.command(self.python) + [
                 self.printer_cfg, "-o", "/dev/null", "-d", DICTIONARY,
                 "-a", self.uds, "-l", self.klippy_log],
-            env=klippy_env(), stdout=subprocess.DEVNULL,
+            env=dict(klippy_env(), **self.env), stdout=subprocess.DEVNULL,
             stderr=open(os.path.join(self.tmp, "klippy.stderr"), "w"),
             start_new_session=True)
         if self.use_moonraker:

@@ -23,7 +23,7 @@ outage that refuses new connections (HTTP 503 at the Engine.IO handshake,
 TCP reset at the handshake, or a Socket.IO disconnect right after
 connect); ``stop()`` refuses at TCP, ``disconnect_all()`` kicks live
 clients. ``emit_many``/``emit_raw`` send many or malformed packets;
-``peak_sessions`` tells whether one serial ever had two authenticated
+``take_peak_sessions()`` tells whether one serial ever had two authenticated
 connections at once.
 """
 import asyncio
@@ -376,11 +376,15 @@ class PolarEmulator:
                     if (event is None or r.event == event)
                     and (serial is None or r.serial == serial)]
 
-    @property
-    def peak_sessions(self):
-        """serial -> the most connections authenticated as it at once."""
+    def take_peak_sessions(self):
+        """serial -> the most connections authenticated as it at once since
+        the last call (then counting starts again from the live ones)."""
         with self._lock:
-            return dict(self._peak)
+            peak = dict(self._peak)
+            self._peak = {}
+            for serial in self._auth.values():
+                self._peak[serial] = self._peak.get(serial, 0) + 1
+            return peak
 
     def connected_sids(self):
         with self._lock:
