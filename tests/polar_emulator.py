@@ -486,10 +486,13 @@ class PolarEmulator:
     async def _emit_raw(self, texts, serial, sid):
         if self._sio is None:
             return 0
-        targets = self._targets(serial, sid)
+        # raw packets go to the Engine.IO session under the Socket.IO one
+        targets = [self._sio.manager.eio_sid_from_sid(t, "/")
+                   for t in self._targets(serial, sid)]
         for text in texts:
             for t in targets:
-                await self._sio.eio.send(t, text)
+                if t is not None:
+                    await self._sio.eio.send(t, text)
         return len(targets)
 
     def disconnect_all(self, abrupt=False):

@@ -350,7 +350,7 @@ class CloudConnection:
         return self.registration.registering or bool(self.serial)
 
     def _connect(self):
-        import socketio
+        from .client import GuardedClient   # imports socketio: only now
         self.generation += 1
         gen = self.generation
 
@@ -358,8 +358,8 @@ class CloudConnection:
             # python-socketio's catch-all: (event, data...); an event named
             # "*" arrives without its name, so the name is checked later
             self.post(self._on_cloud_event, gen, args)
-        client = socketio.Client(reconnection=False, handle_sigint=False,
-                                 logger=False, engineio_logger=False)
+        client = GuardedClient(reconnection=False, handle_sigint=False,
+                               logger=False, engineio_logger=False)
         client.on("disconnect", lambda *a: self.post(self._on_socket_lost,
                                                      gen))
         client.on("*", on_event)
