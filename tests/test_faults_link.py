@@ -22,16 +22,17 @@ import test_connection as TC
 from conftest import EMAIL, PIN, forget_registration, go_online, reset_cloud
 from harness import PrinterHarness
 from polar_emulator import PolarEmulator
+from polarcloud.backoff import Backoff
 from polarcloud.connector import connection as C
 from polarcloud.connector import registration as R
 from tlscerts import self_signed, server_context
 
 FULL = os.environ.get("POLAR_CAMPAIGN") == "full"
 SEED = int(os.environ.get("POLAR_CAMPAIGN_SEED") or 10)
-OUTAGES = 40 if FULL else 8
+OUTAGES = 40 if FULL else 6
 OUTAGE_SECONDS = (1., 8.) if FULL else (1., 2.)
 PACKETS = 10000 if FULL else 2000
-LOG_WINDOW = 180. if FULL else 20.
+LOG_WINDOW = 180. if FULL else 16.
 BACKOFF_CAP = C.RECONNECT_BACKOFF[1]
 WRONG_SERIAL = "KL999999"
 
@@ -419,15 +420,22 @@ def late_register_response(cloud, register, serial_now, online_now, serial):
     assert serial_now() == result["serial"]
 
 
+def reuse_key(printer, state_dir):
+    """The session printer's key, if it made one: saves a key generation
+    (a readable key is kept at registration; the serial depends only on
+    the account and the MAC)."""
+    key = os.path.join(printer.state_dir, "polar_cloud_key.pem")
+    if os.path.exists(key):
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        shutil.copy(key, os.path.join(state_dir, "polar_cloud_key.pem"))
+
+
 def test_handshake_faults_connector(fresh_printer, conn, cloud):
     """Every handshake fault against the connector with short watchdogs
-    (2 s): the same code as in Klippy, in seconds instead of minutes."""
-    # the session printer's key, if it made one: saves a key generation
-    # (keys are kept at registration; the serial is the same either way)
-    key = os.path.join(fresh_printer.state_dir, "polar_cloud_key.pem")
-    if os.path.exists(key):
-        os.makedirs(conn.store.state_dir, mode=0o700, exist_ok=True)
-        shutil.copy(key, conn.store.key_path)
+    (2 s) and backoff (0.2-1 s): the code Klippy runs, in seconds instead
+    of minutes."""
+    reuse_key(fresh_printer, conn.store.state_dir)
+    conn.backoff = Backoff(0.2, 1.)
     serial = TC.online(conn, cloud)
     info = lambda: conn.host_.info
     figures = handshake_faults(
@@ -502,7 +510,7 @@ def test_log_stays_small_during_a_refused_outage(online, printer, cloud):
 # --- TLS -------------------------------------------------------------------------
 
 def test_untrusted_certificate_is_named_and_a_private_ca_works(
-        tmp_path, installed):
+        tmp_path, printer):
     """An https cloud whose certificate is not trusted: no register or
     hello reaches it, and the owner is told it is the certificate. With
     that certificate in SSL_CERT_FILE (the README's advice) it connects."""
@@ -513,6 +521,7 @@ def test_untrusted_certificate_is_named_and_a_private_ca_works(
     tls.add_account(EMAIL, PIN)
     try:
         with PrinterHarness(tls.url, env={"SSL_CERT_FILE": trusted[0]}) as h:
+            reuse_key(printer, h.state_dir)
             status, body = h.http("POST", "/server/polar/register",
                                   {"email": EMAIL, "pin": PIN}, timeout=120)
             assert status != 200, body
