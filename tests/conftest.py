@@ -46,6 +46,10 @@ def reset_cloud(cloud):
     cloud.hello_response = "SUCCESS"
     cloud.register_reason = None
     cloud.answer_register = True
+    cloud.send_welcome = True
+    cloud.welcome_data = None
+    cloud.register_delay = 0.
+    cloud.refuse = None
 
 
 def forget_registration(printer):

@@ -184,11 +184,12 @@ class PrinterHarness:
     """flavour: a name in FLAVOURS or a Flavour (default: PyPI Klippy in
     this venv); python: run that interpreter's `klippy` package instead;
     seed_key: start with the shared test key (False: the module makes its
-    own at the first registration)."""
+    own at the first registration); env: extra environment for Klippy
+    (e.g. SSL_CERT_FILE)."""
 
     def __init__(self, cloud_url, polar_extra="", moonraker=True,
                  moonraker_extra="", python=None, flavour="pypi",
-                 seed_key=True):
+                 seed_key=True, env=None):
         self.flavour = FLAVOURS[flavour] if isinstance(flavour, str) \
             else flavour
         self.python = python or self.flavour.python
@@ -217,6 +218,7 @@ class PrinterHarness:
         self.base_url = "http://127.0.0.1:%d" % (self.port,)
         self.procs = {}
         self.klippy = None
+        self.env = dict(env or {})
 
     def write_printer_cfg(self, polar_extra=""):
         with open(os.path.join(TESTS, "printer.cfg.in")) as f:
@@ -235,7 +237,7 @@ class PrinterHarness:
             self.flavour.command(self.python) + [
                 self.printer_cfg, "-o", "/dev/null", "-d", DICTIONARY,
                 "-a", self.uds, "-l", self.klippy_log],
-            env=klippy_env(), stdout=subprocess.DEVNULL,
+            env=dict(klippy_env(), **self.env), stdout=subprocess.DEVNULL,
             stderr=open(os.path.join(self.tmp, "klippy.stderr"), "w"),
             start_new_session=True)
         if self.use_moonraker:

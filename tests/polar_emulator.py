@@ -14,6 +14,17 @@ and thread-safe so plain pytest tests can drive it::
     ...
     rec = emu.wait_for("status", lambda d: d["status"] == 0)
     emu.close()
+
+Fault knobs (class attributes below; defaults behave as the real cloud):
+``send_welcome``/``welcome_data`` for lost or odd welcomes,
+``hello_response = None`` for a lost helloResponse, ``answer_register``/
+``register_delay`` for lost or late registerResponses, ``refuse`` for an
+outage that refuses new connections (HTTP 503 at the Engine.IO handshake,
+TCP reset at the handshake, or a Socket.IO disconnect right after
+connect); ``stop()`` refuses at TCP, ``disconnect_all()`` kicks live
+clients. ``emit_many``/``emit_raw`` send many or malformed packets;
+``take_peak_sessions()`` tells whether one serial ever had two authenticated
+connections at once.
 """
 import asyncio
 import base64
@@ -125,11 +136,22 @@ class PolarEmulator:
     upload_status = 204
     upload_strict = False        # True: answer 403 to uploads with problems
     send_welcome = True          # False: no welcome on connect (lost welcome)
+    welcome_data = None          # not None: sent as the welcome instead of
+                                 # {"challenge": ...} (a string, a list...)
+    register_delay = 0.          # seconds before registerResponse goes out
+    refuse = None                # new connections during an outage:
+                                 # "503": HTTP 503 on /socket.io/ (refused at
+                                 #   the Engine.IO handshake)
+                                 # "reset": TCP dropped at the handshake
+                                 # "close": accepted, then a Socket.IO
+                                 #   disconnect before any welcome
 
-    def __init__(self, host="127.0.0.1", port=0):
+    def __init__(self, host="127.0.0.1", port=0, ssl_context=None):
         self.host = host
         self.port = port or _free_port(host)
-        self.url = "http://%s:%d" % (host, self.port)
+        self.ssl_context = ssl_context   # given: https:// on the same port
+        self.url = "%s://%s:%d" % ("https" if ssl_context else "http",
+                                   host, self.port)
         self._lock = threading.Condition(threading.RLock())
         self._events: List[Record] = []
         self._uploads: List[Upload] = []
@@ -146,6 +168,7 @@ class PolarEmulator:
         self._challenges = {}        # sid -> challenge not yet used
         self._auth = {}              # sid -> serial
         self._transports = set()     # live aiohttp request transports
+        self._peak = {}              # serial -> most authenticated sids at once
         self._sio = None
         self._runner = None
         self._loop = asyncio.new_event_loop()
@@ -232,7 +255,8 @@ class PolarEmulator:
         # Short: long-poll handlers otherwise hold stop() for the full timeout.
         runner = web.AppRunner(app, shutdown_timeout=0.25, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True,
+                           ssl_context=self.ssl_context)
         deadline = time.monotonic() + 5.0
         while True:
             try:
@@ -279,6 +303,12 @@ class PolarEmulator:
     @web.middleware
     async def _track_transport(self, request, handler):
         tr = request.transport
+        if self.refuse in ("503", "reset") \
+                and request.path.startswith("/socket.io"):
+            if self.refuse == "503":
+                return web.Response(status=503, text="emulated outage")
+            tr.abort()
+            raise asyncio.CancelledError()
         if tr is not None:
             self._transports.add(tr)
         try:
@@ -345,6 +375,16 @@ class PolarEmulator:
             return [r for r in self._events
                     if (event is None or r.event == event)
                     and (serial is None or r.serial == serial)]
+
+    def take_peak_sessions(self):
+        """serial -> the most connections authenticated as it at once since
+        the last call (then counting starts again from the live ones)."""
+        with self._lock:
+            peak = dict(self._peak)
+            self._peak = {}
+            for serial in self._auth.values():
+                self._peak[serial] = self._peak.get(serial, 0) + 1
+            return peak
 
     def connected_sids(self):
         with self._lock:
@@ -414,16 +454,45 @@ class PolarEmulator:
         return self._call(self._emit(event, data, serial, sid))
 
     async def _emit(self, event, data, serial, sid):
+        return await self._emit_many([(event, (data,))], serial, sid)
+
+    def _targets(self, serial, sid):
+        if sid is not None:
+            return [sid]
+        if serial is not None:
+            return self.authenticated_sids(serial)
+        return self.connected_sids()
+
+    def emit_many(self, packets, serial=None, sid=None, timeout=120.):
+        """Send [(event, args tuple), ...] in order; several args go out as
+        several Socket.IO arguments, () as none. Returns the targets."""
+        return self._call(self._emit_many(packets, serial, sid), timeout)
+
+    async def _emit_many(self, packets, serial, sid):
         if self._sio is None:
             return 0
-        if sid is not None:
-            targets = [sid]
-        elif serial is not None:
-            targets = self.authenticated_sids(serial)
-        else:
-            targets = self.connected_sids()
-        for t in targets:
-            await self._sio.emit(event, data, to=t)
+        targets = self._targets(serial, sid)
+        for event, args in packets:
+            data = args[0] if len(args) == 1 else (tuple(args) or None)
+            for t in targets:
+                await self._sio.emit(event, data, to=t)
+        return len(targets)
+
+    def emit_raw(self, texts, serial=None, sid=None, timeout=120.):
+        """Send Socket.IO packets as given (e.g. '2["print",[[[...]]]]':
+        nesting too deep for json.dumps); returns the targets."""
+        return self._call(self._emit_raw(texts, serial, sid), timeout)
+
+    async def _emit_raw(self, texts, serial, sid):
+        if self._sio is None:
+            return 0
+        # raw packets go to the Engine.IO session under the Socket.IO one
+        targets = [self._sio.manager.eio_sid_from_sid(t, "/")
+                   for t in self._targets(serial, sid)]
+        for text in texts:
+            for t in targets:
+                if t is not None:
+                    await self._sio.eio.send(t, text)
         return len(targets)
 
     def disconnect_all(self, abrupt=False):
@@ -452,8 +521,13 @@ class PolarEmulator:
             self._connected.add(sid)
             self._challenges[sid] = challenge
         self._record(sid, "connect", {})
+        if self.refuse == "close":
+            asyncio.ensure_future(self._sio.disconnect(sid))
+            return
         if self.send_welcome:
-            await self._sio.emit("welcome", {"challenge": challenge}, to=sid)
+            welcome = {"challenge": challenge} if self.welcome_data is None \
+                else self.welcome_data
+            await self._sio.emit("welcome", welcome, to=sid)
 
     async def _on_disconnect(self, sid, reason=None):
         self._gone(sid)
@@ -477,7 +551,15 @@ class PolarEmulator:
             shown["pin"] = "***"          # never keep the PIN in records
         reply, serial = self._register(data)
         self._record(sid, "register", shown, serial=serial)
-        if reply is not None:
+        if reply is not None and self.register_delay:
+            asyncio.ensure_future(self._late_register_response(sid, reply))
+        elif reply is not None:
+            await self._sio.emit("registerResponse", reply, to=sid)
+
+    async def _late_register_response(self, sid, reply):
+        await asyncio.sleep(self.register_delay)
+        self._record(sid, "late registerResponse", reply)
+        if self._sio is not None:
             await self._sio.emit("registerResponse", reply, to=sid)
 
     def _register(self, data):
@@ -555,6 +637,8 @@ class PolarEmulator:
         if status in ("SUCCESS", None):
             with self._lock:
                 self._auth[sid] = serial
+                n = sum(1 for s in self._auth.values() if s == serial)
+                self._peak[serial] = max(self._peak.get(serial, 0), n)
         if status is None:
             return None, True, serial
         if status == "FAILED":

@@ -1,6 +1,8 @@
 """The Socket.IO client the connector uses, against the emulator's real
 server: every event reaches one callback, by name, in order, on the
-reader thread; Klippy never loads requests for it."""
+reader thread; malformed packets are dropped without a traceback on any
+thread and the connection carries on; Klippy never loads requests for
+it."""
 import os
 import subprocess
 import sys
@@ -8,8 +10,13 @@ import threading
 import time
 
 from polarcloud.connector.cloud_client import cloud_client
+from test_faults_link import deep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MALFORMED = ['2["print",%s]' % deep(1000)[0], '2["print",{bad json', "2",
+             "2[]", '2[["print"]]', '2["x"', "7zz",
+             # binary headers without attachments: would swallow the rest
+             "6", '5["print",{}]', '50-["print",{}]']
 
 
 def test_events_arrive_by_name_in_order_on_one_thread(cloud):
@@ -50,3 +57,29 @@ def test_klippy_does_not_load_what_the_socket_never_uses():
             "assert not loaded, loaded; "
             "assert c.requests is None; import requests")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_malformed_packets_are_dropped_quietly(cloud, monkeypatch):
+    escaped = []
+    monkeypatch.setattr(threading, "excepthook", escaped.append)
+    got = []
+    # a list for a name is handed over too: the connector ignores it
+    client = cloud_client(lambda name, args: got.append(repr(name)),
+                          lambda: None)
+    cloud.start()
+    mark = cloud.mark()
+    client.connect(cloud.url, transports=["websocket"])
+    try:
+        sid = cloud.wait_for("connect", start=mark).sid
+        for i, text in enumerate(MALFORMED):
+            cloud.emit_raw([text], sid=sid)
+            cloud.emit("after%d" % i, {"ok": True}, sid=sid)
+        want = ["'after%d'" % i for i in range(len(MALFORMED))]
+        deadline = time.monotonic() + 10
+        while not set(want) <= set(got) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert set(want) <= set(got), (want, got)
+        assert client.connected
+        assert not escaped, escaped
+    finally:
+        client.disconnect()

@@ -1,6 +1,7 @@
-"""python-socketio's client, shaped for a connector that has its own thread.
+"""python-socketio's client, shaped for a connector that has its own thread
+and for a cloud whose every packet is untrusted.
 
-Three differences from a plain `socketio.Client`, through hooks
+Four differences from a plain `socketio.Client`, through hooks
 python-socketio 5.x and python-engineio 4.x have had throughout:
 
 * Engine.IO messages are handled on the reader thread, in the order they
@@ -12,6 +13,12 @@ python-socketio 5.x and python-engineio 4.x have had throughout:
   handler ("*") would get an event literally named "*" without its name,
   and a cloud event named "connect" or "disconnect" would reach the
   lifecycle handlers; events never take those paths here.
+* Malformed packets are dropped with a debug line.  python-socketio lets a
+  decoding error escape (a packet that is not JSON, nests deeper than
+  Python's recursion limit, or names its event with a list), and a binary
+  packet header announcing no attachments ("6", "50-[...]") leaves it
+  waiting for an attachment that never comes: every later packet would be
+  taken for it and lost, online, sending statuses, deaf to every command.
 * `requests`, `aiohttp` and `tornado` are not loaded into Klippy:
   python-engineio imports them when they are installed, for the
   long-polling transport and its asyncio/tornado clients; the connector
@@ -19,7 +26,10 @@ python-socketio 5.x and python-engineio 4.x have had throughout:
   about 8 MiB for requests alone.
 """
 import functools
+import logging
 import sys
+
+log = logging.getLogger("polar_cloud")
 
 
 # imported by python-engineio when present, never used by the connector
@@ -59,6 +69,21 @@ def _client_class():
             return InlineEngineIO
 
         on_event = None
+
+        def _handle_eio_message(self, data):
+            try:
+                super()._handle_eio_message(data)
+            except Exception as e:
+                # whatever it was waiting for will not come right now
+                self._binary_packet = None
+                log.debug("polar_cloud: dropped a malformed packet (%s)",
+                          e.__class__.__name__)
+            waiting = self._binary_packet
+            if waiting is not None \
+                    and not getattr(waiting, "attachment_count", 1):
+                self._binary_packet = None   # nothing will complete it
+                log.debug("polar_cloud: dropped a binary packet without"
+                          " attachments")
 
         def _handle_event(self, namespace, id, data):
             # the cloud never asks for an acknowledgement: none is sent

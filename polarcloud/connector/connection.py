@@ -34,6 +34,7 @@ from .registration import Registration
 from .reporter import StatusReporter
 from .runner import ChildError
 from .session import Session, close_client
+from .tlscheck import CertificateCheck, untrusted
 from .uploads import CameraUploads
 
 log = logging.getLogger("polar_cloud")
@@ -69,6 +70,7 @@ class CloudConnection:
         self.stopping = threading.Event()
         self.backoff = Backoff(*RECONNECT_BACKOFF)
         self.errors = ErrorLog()
+        self.certificates = CertificateCheck(settings.url)
         self.state = {}            # what state.json holds
         self.state_problem = None  # why state.json could not be used
         self.state_writable = True
@@ -378,21 +380,26 @@ class CloudConnection:
             return
         self.session = Session(client, gen, time.monotonic())
         self.failed = False
+        self.certificates.connected()
         self.reporter.new_connection()
         log.info("polar_cloud: connected to %s", self.settings.url)
         self.publish()
 
     def _connect_failed(self, error):
         delay = self.backoff.next_delay()
+        # engineio says only "Connection error": ask whether it was the
+        # certificate (tlscheck.py; now and then, not on every retry)
+        why = self.certificates.explain(describe_error(error),
+                                        time.monotonic())
         self.errors.report("connect", "cannot reach Polar Cloud at %s (%s)"
-                           % (self.settings.url, describe_error(error)))
+                           % (self.settings.url, why))
         log.debug("polar_cloud: next attempt in %.1f s", delay)
         self.next_attempt = time.monotonic() + delay
         self.failed = True
         if self.registration.registering:
             self.registration.fail(
                 "cannot reach Polar Cloud at %s (%s)"
-                % (self.settings.url, describe_error(error)))
+                % (self.settings.url, why))
         self.publish()
 
     def _disconnect(self):
@@ -658,6 +665,5 @@ def describe_error(error):
     for e in chain:
         if "CERTIFICATE_VERIFY_FAILED" in str(e) or \
                 e.__class__.__name__ in ("SSLCertVerificationError",):
-            return ("TLS certificate not trusted: %s; see the README on"
-                    " certificates" % (clean(str(e), 120),))
+            return untrusted(str(e))
     return clean(text, 200)
