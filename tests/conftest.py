@@ -6,7 +6,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from harness import PrinterHarness, install_into_venv  # noqa: E402
+from harness import (  # noqa: E402
+    PrinterHarness, install_into_venv, shared_printer_key)
 from polar_emulator import PolarEmulator  # noqa: E402
 
 # fast status heartbeat so end sequences take seconds, a small download cap
@@ -22,6 +23,12 @@ def cloud():
     emu.add_account(EMAIL, PIN)
     yield emu
     emu.close()
+
+
+@pytest.fixture(scope="session")
+def printer_key():
+    """The test printers' shared key (harness.shared_printer_key)."""
+    return shared_printer_key()
 
 
 @pytest.fixture(scope="session")

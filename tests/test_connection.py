@@ -11,7 +11,6 @@ import time
 import pytest
 
 from conftest import EMAIL, PIN
-from harness import shared_printer_key
 from polarcloud.connector import connection as C
 from polarcloud.connector import registration as R
 from polarcloud.host import Host
@@ -66,11 +65,6 @@ def wait(pred, timeout=10., what="condition"):
 
 SNAP = {"klippy": "ready", "state": "standby", "file_loads": 0,
         "temps": {"tool0": (25., 0.), "bed": (25., 0.)}}
-
-
-@pytest.fixture(scope="session")
-def printer_key():
-    return shared_printer_key()
 
 
 def state_dir_with_key(tmp_path, printer_key):

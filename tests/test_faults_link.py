@@ -12,7 +12,6 @@ into (bench/faults_link.py reads it).
 import json
 import os
 import random
-import shutil
 import statistics
 import time
 
@@ -420,21 +419,10 @@ def late_register_response(cloud, register, serial_now, online_now, serial):
     assert serial_now() == result["serial"]
 
 
-def reuse_key(printer, state_dir):
-    """The session printer's key, if it made one: saves a key generation
-    (a readable key is kept at registration; the serial depends only on
-    the account and the MAC)."""
-    key = os.path.join(printer.state_dir, "polar_cloud_key.pem")
-    if os.path.exists(key):
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
-        shutil.copy(key, os.path.join(state_dir, "polar_cloud_key.pem"))
-
-
 def test_handshake_faults_connector(fresh_printer, conn, cloud):
     """Every handshake fault against the connector with short watchdogs
     (2 s) and backoff (0.2-1 s): the code Klippy runs, in seconds instead
     of minutes."""
-    reuse_key(fresh_printer, conn.store.state_dir)
     conn.backoff = Backoff(0.2, 1.)
     serial = TC.online(conn, cloud)
     info = lambda: conn.host_.info
@@ -510,7 +498,7 @@ def test_log_stays_small_during_a_refused_outage(online, printer, cloud):
 # --- TLS -------------------------------------------------------------------------
 
 def test_untrusted_certificate_is_named_and_a_private_ca_works(
-        tmp_path, printer):
+        tmp_path, installed):
     """An https cloud whose certificate is not trusted: no register or
     hello reaches it, and the owner is told it is the certificate. With
     that certificate in SSL_CERT_FILE (the README's advice) it connects."""
@@ -521,7 +509,6 @@ def test_untrusted_certificate_is_named_and_a_private_ca_works(
     tls.add_account(EMAIL, PIN)
     try:
         with PrinterHarness(tls.url, env={"SSL_CERT_FILE": trusted[0]}) as h:
-            reuse_key(printer, h.state_dir)
             status, body = h.http("POST", "/server/polar/register",
                                   {"email": EMAIL, "pin": PIN}, timeout=120)
             assert status != 200, body
