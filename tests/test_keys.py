@@ -91,7 +91,9 @@ def test_state_store_ignores_blank_serial(tmp_path):
 
 
 @pytest.mark.parametrize("content", [b"{not json", b'{"serial": "KL1"',
-                                     b'["KL1"]', b"\xff\xfe", b""])
+                                     b'["KL1"]', b"\xff\xfe", b"",
+                                     b'{"serial": 123}',
+                                     b'{"serial": ["KL1"]}'])
 def test_unreadable_state_is_kept_aside(tmp_path, content):
     st = store.StateStore(str(tmp_path))
     with open(st.state_path, "wb") as f:
@@ -104,3 +106,17 @@ def test_unreadable_state_is_kept_aside(tmp_path, content):
     with open(os.path.join(str(tmp_path), aside[0]), "rb") as f:
         assert f.read() == content
     assert st.load() == {}      # now nothing is there
+
+
+def test_move_aside_never_replaces_an_earlier_copy(tmp_path, monkeypatch):
+    monkeypatch.setattr(store.time, "strftime", lambda fmt: "20260101-000000")
+    path = os.path.join(str(tmp_path), "state.json")
+    kept = []
+    for content in (b"first", b"second", b"third"):
+        with open(path, "wb") as f:
+            f.write(content)
+        kept.append(store.move_aside(path))
+    assert len(set(kept)) == 3
+    for aside, content in zip(kept, (b"first", b"second", b"third")):
+        with open(aside, "rb") as f:
+            assert f.read() == content
