@@ -84,6 +84,19 @@ class StateStore:
         except OSError:
             return False
 
+    def write_problem(self):
+        """Why a save would fail now (e.g. a read-only folder), or None."""
+        probe = os.path.join(self.state_dir, ".write-test%d" % (os.getpid(),))
+        try:
+            ensure_private_dir(self.state_dir)
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                             0o600))
+            os.unlink(probe)
+        except OSError as e:
+            return "cannot write in %s (%s)" % (self.state_dir,
+                                                e.strerror or e)
+        return None
+
     def load(self):
         """The saved state (a dict; {} when there is none).
 

@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from polarcloud import keys, store
+from polarcloud.connector.runner import ChildError
 from polarcloud.workers import keys as keys_worker
 
 GOLDEN_KEY = os.path.join(os.path.dirname(__file__), "data", "golden_key.pem")
@@ -120,3 +121,35 @@ def test_move_aside_never_replaces_an_earlier_copy(tmp_path, monkeypatch):
     for aside, content in zip(kept, (b"first", b"second", b"third")):
         with open(aside, "rb") as f:
             assert f.read() == content
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_unreadable_key_is_named_and_left_alone_when_signing(tmp_path,
+                                                             damage):
+    path = os.path.join(str(tmp_path), "polar_cloud_key.pem")
+    with open(GOLDEN_KEY, "rb") as f:
+        good = f.read()
+    if damage == "truncated":
+        with open(path, "wb") as f:
+            f.write(good[:len(good) // 2])
+    with pytest.raises(ChildError) as e:
+        keys.sign_challenge(path, GOLDEN_CHALLENGE)
+    assert ("unreadable" if damage == "truncated" else "missing") \
+        in str(e.value)
+    assert "register again" in str(e.value)
+    assert sorted(os.listdir(str(tmp_path))) == (
+        ["polar_cloud_key.pem"] if damage == "truncated" else [])
+    if damage == "truncated":
+        with open(path, "rb") as f:
+            assert f.read() == good[:len(good) // 2]
+
+
+def test_write_problem_names_the_folder(tmp_path):
+    st = store.StateStore(os.path.join(str(tmp_path), "state"))
+    assert st.write_problem() is None
+    assert os.listdir(st.state_dir) == []      # the probe is gone
+    blocker = os.path.join(str(tmp_path), "file")
+    with open(blocker, "w") as f:
+        f.write("x")
+    st = store.StateStore(os.path.join(blocker, "state"))
+    assert blocker in st.write_problem()
