@@ -273,6 +273,7 @@ class CloudConnection:
             self.state_writable = e.safe_to_save
             self._state_lost(str(e))
         self.reporter.restore(self.state)
+        self.prints.remove_leftovers()
         if self.serial and not self.store.has_key():
             self.errors.last = ("key file %s is missing; register again"
                                 % (self.store.key_path,))
