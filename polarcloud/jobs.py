@@ -28,6 +28,13 @@ FAILED_SEQUENCE = (P.ERROR,)
 START_GRACE = 30.    # a started cloud file must show up printing by then
 TIMELAPSE_WINDOW = 1800.   # a render this long after a cloud job is its
 MAX_QUEUED_EVENTS = 100    # job events kept while the cloud is unreachable
+# A job event is only written into the socket: the protocol has no
+# acknowledgement, and into a link that silently drops packets the write
+# succeeds all the same.  The library notices such a link when the
+# server's pings stop (Engine.IO's defaults: 25 s interval + 20 s timeout),
+# so an event whose connection is still up this long after it was sent
+# has arrived; one whose connection failed before is sent again.
+CONFIRM_AFTER = 60.
 SAVED_JOB_KEYS = ("id", "cloud", "filename", "name")
 NO_STATS = {"printSeconds": 0, "filamentUsed": 0, "bytesRead": 0,
             "fileSize": 0}
@@ -45,6 +52,7 @@ class JobTracker:
         self.events = [e for e in events if isinstance(e, dict)
                        and e.get("jobId") and e.get("state")] \
             if isinstance(events, list) else []
+        self.unconfirmed = []    # send times of the first events (sent)
         self.overlay = []        # end sequence still to report
         self.overlay_job = None  # the ended job it belongs to
         self.held = False        # status 5 held for a timelapse
@@ -57,20 +65,40 @@ class JobTracker:
 
     def next_event(self):
         """The oldest unsent job event (without the serial), or None."""
-        return self.events[0] if self.events else None
+        n = len(self.unconfirmed)
+        return self.events[n] if len(self.events) > n else None
 
-    def event_sent(self):
-        """The event next_event() returned has reached the cloud."""
-        if self.events:
+    def event_sent(self, now=0.):
+        """The event next_event() returned was written to the socket; it
+        stays queued until confirm() or link_failed()."""
+        if len(self.events) > len(self.unconfirmed):
+            self.unconfirmed.append(now)
+            self.needs_save = True
+
+    def confirm(self, now):
+        """Events sent CONFIRM_AFTER ago on a connection still up have
+        arrived: they leave the queue."""
+        while self.unconfirmed and now - self.unconfirmed[0] >= \
+                CONFIRM_AFTER:
+            self.unconfirmed.pop(0)
             self.events.pop(0)
             self.needs_save = True
 
+    def link_failed(self):
+        """The connection dropped without our asking: what it may have
+        swallowed is sent again on the next one."""
+        self.unconfirmed = []
+
     def saved_state(self):
-        """What must survive a restart (kept in state.json)."""
+        """What must survive a restart (kept in state.json).  Events sent
+        on a connection that was up are not resent after a restart: it
+        most likely delivered them, and a restart is no sign of a dead
+        link."""
         job = None
         if self.job:
             job = {k: self.job[k] for k in SAVED_JOB_KEYS if k in self.job}
-        return {"active_job": job, "pending_job_events": list(self.events)}
+        return {"active_job": job, "pending_job_events":
+                self.events[len(self.unconfirmed):]}
 
     def saved(self):
         self.needs_save = False
@@ -235,7 +263,9 @@ class JobTracker:
         event = {"jobId": job["id"], "state": state}
         event.update(job.get("stats") or NO_STATS)
         self.events.append(event)
-        del self.events[:-MAX_QUEUED_EVENTS]
+        dropped = max(0, len(self.events) - MAX_QUEUED_EVENTS)
+        del self.events[:dropped]
+        del self.unconfirmed[:dropped]
         if job.get("cloud"):
             self.overlay = list(sequence)
             self.overlay_job = self.last_cloud = {

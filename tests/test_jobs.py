@@ -210,3 +210,39 @@ def test_no_new_input_builds_no_status(monkeypatch):
     assert r.next_wakeup() == 60.               # the idle heartbeat
     r.on_sample(sample(loads=0, temps={"tool0": (25., 200.)}), 20.)
     assert r.send("KL1", emit, 20.)["targetTool0"] == 200.
+
+
+def test_an_event_written_into_a_dead_link_is_sent_again():
+    """No acknowledgement exists: an event stays queued until its
+    connection outlived the library's dead-link detection; a connection
+    that failed before that has it sent again on the next one."""
+    from polarcloud.jobs import CONFIRM_AFTER
+    r = reporter_with_events(2)
+    sent = []
+
+    def emit(event, data):
+        sent.append((event, data))
+        return True
+    r.send("KL1", emit, 10.)
+    assert [d["jobId"] for e, d in sent if e == "job"] == ["123", "123"]
+    assert r.jobs.saved_state()["pending_job_events"] == []
+    r.link_failed()                     # the link was silently dead
+    r.new_connection()
+    del sent[:]
+    r.send("KL1", emit, 20.)
+    assert len([e for e, _d in sent if e == "job"]) == 2    # once more
+    del sent[:]
+    r.send("KL1", emit, 20. + CONFIRM_AFTER)   # the link stayed up
+    assert r.jobs.events == [] and not [e for e, _d in sent if e == "job"]
+    r.link_failed()                     # a later drop resends nothing
+    r.send("KL1", emit, 200.)
+    assert not [e for e, _d in sent if e == "job"]
+
+
+def test_a_planned_reconnect_does_not_resend():
+    r = reporter_with_events(1)
+    sent = []
+    r.send("KL1", lambda e, d: sent.append(e) or True, 10.)
+    r.new_connection()                  # e.g. after a camera change
+    r.send("KL1", lambda e, d: sent.append(e) or True, 11.)
+    assert sent.count("job") == 1

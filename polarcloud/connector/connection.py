@@ -402,6 +402,8 @@ class CloudConnection:
             session.close()
 
     def _drop(self, retry_in, failed=False):
+        if failed:
+            self.reporter.link_failed()   # resend what it may have lost
         self._disconnect()
         self.next_attempt = time.monotonic() + retry_in
         self.failed = failed
