@@ -22,7 +22,7 @@ from test_e2e_remote import cloud_files, job_events, start_long_print
 FULL = os.environ.get("POLAR_CAMPAIGN") == "full"
 CAMPAIGN_REPEATS = int(os.environ.get("POLAR_CAMPAIGN_REPEATS", "5"))
 REPEATS = CAMPAIGN_REPEATS if FULL else 1
-QUIET = 3.     # seconds without a second job event / print after a check
+QUIET = 2.     # seconds without a second job event / print after a check
 FIGURES = []
 
 needs_root = pytest.mark.skipif(
@@ -221,41 +221,43 @@ UNREADABLE_STATES = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(UNREADABLE_STATES))
-def test_unreadable_state_is_kept_aside_and_said(online, printer, cloud,
-                                                 kind):
-    """Klippy ready; state.json kept as .corrupt-<time>; console, status
-    endpoint and POLAR_STATUS say the registration was lost and where the
-    file is; nothing sent with the old serial; registering again keeps the
-    key (no new key paired with the old serial)."""
-    content = UNREADABLE_STATES[kind]
+def test_unreadable_state_is_kept_aside_and_said(online, printer, cloud):
+    """For each kind of damage: Klippy ready; state.json kept as
+    .corrupt-<time>; the printer object, the status endpoint and
+    POLAR_STATUS say the registration was lost and where the file is;
+    nothing sent with the old serial.  Registering again keeps the key (no
+    new key paired with the old serial)."""
     key = read(key_path(printer))
-    before = corrupt_files(printer)
-    printer.kill_klippy()
-    write(state_path(printer), content)
-    mark = cloud.mark()
-    printer.start_klippy()
-    st = printer.wait_polar(lambda s: s["state"] != "starting")
-    assert st["state"] == "unregistered" and not st["registered"]
-    new = corrupt_files(printer) - before
-    assert len(new) == 1, new
-    aside = os.path.join(printer.state_dir, new.pop())
-    assert read(aside) == content
-    for shown in (st["last_error"], endpoint_status(printer)["last_error"],
-                  polar_status_lines(printer)):
-        assert "registration was lost" in shown and aside in shown, shown
-    time.sleep(1.)
-    assert not records_since(cloud, "hello", mark)
-    assert not records_since(cloud, "register", mark)
-    assert read(key_path(printer)) == key
-    assert read(aside) == content    # never overwritten by a save
+    for run in range(REPEATS):
+        for kind in sorted(UNREADABLE_STATES):
+            content = UNREADABLE_STATES[kind]
+            before = corrupt_files(printer)
+            printer.kill_klippy()
+            write(state_path(printer), content)
+            mark = cloud.mark()
+            printer.start_klippy()
+            st = printer.wait_polar(lambda s: s["state"] != "starting")
+            assert st["state"] == "unregistered" and not st["registered"]
+            new = corrupt_files(printer) - before
+            assert len(new) == 1, (kind, new)
+            aside = os.path.join(printer.state_dir, new.pop())
+            assert read(aside) == content
+            for shown in (st["last_error"],
+                          endpoint_status(printer)["last_error"],
+                          polar_status_lines(printer)):
+                assert "registration was lost" in shown and aside in shown, \
+                    (kind, shown)
+            assert not records_since(cloud, "hello", mark)
+            assert not records_since(cloud, "register", mark)
+            assert read(key_path(printer)) == key
+            figure("state.json " + kind, run=run, ok=True)
     # the owner registers again: the kept key signs the hello
     mark = cloud.mark()
     go_online(printer, cloud)
     wait_verified_hello(cloud, mark)
     assert read(key_path(printer)) == key
+    assert read(aside) == content    # never overwritten by a save
     assert printer.polar_status()["last_error"] is None
-    figure("state.json " + kind, ok=True)
 
 
 def test_truncated_key_file_is_not_replaced(online, printer, cloud):
@@ -447,7 +449,6 @@ CRASH_CASES = [(how, when) for how in ("SIGKILL", "RESTART",
                for when in ("idle", "downloading", "printing")]
 DEFAULT_CRASH_CASES = [("SIGKILL", "printing"), ("SIGKILL", "downloading"),
                        ("RESTART", "downloading"),
-                       ("FIRMWARE_RESTART", "printing"),
                        ("FIRMWARE_RESTART", "idle")]
 
 
@@ -506,10 +507,7 @@ def test_job_events_across_an_outage(online, printer, cloud):
     cloud.stop()
     try:
         printer.wait_print_state(["complete"], timeout=60)
-        # sampled before the next print starts: a job that ends and the
-        # next that starts within one sample interval is not told apart
-        # (see docs/reliability-printer.md)
-        time.sleep(1.5)
+        # the next print starts at once, within one sample interval
         local_print(printer, "outage_local1.gcode")
         local_print(printer, "outage_local2.gcode", moves=300, cancel=True)
         time.sleep(1.5)      # the last end is sampled
