@@ -519,7 +519,10 @@ def test_job_events_across_an_outage(online, printer, cloud):
     cloud.wait_for("job", lambda d: d["state"] == "canceled", start=back,
                    timeout=30)
     time.sleep(QUIET)
-    assert [(e["jobId"], e["state"]) for e in job_events(cloud, mark)] == [
+    # (a cloud job of an earlier test that ended less than CONFIRM_AFTER
+    # before the outage is sent again: at least once, see jobs.py)
+    assert [(e["jobId"], e["state"]) for e in job_events(cloud, mark)
+            if e["jobId"] in (job_id, "123")] == [
         (job_id, "completed"), ("123", "completed"), ("123", "canceled")]
     figure("job events across an outage", ok=True,
            online_s=round(online_s, 2), job_events=3)
