@@ -252,11 +252,15 @@ class JobTracker:
         self.overlay_job = None
 
     def _record_stats(self, sample):
-        self.job["stats"] = {
-            "printSeconds": int(sample.get("print_duration") or 0),
-            "filamentUsed": int(sample.get("filament_used") or 0),
-            "bytesRead": int(sample.get("file_position") or 0),
-            "fileSize": int(sample.get("file_size") or 0)}
+        # A job's counters never go down: the sample taken as the next
+        # file loads (reactor/sampler.py) already has virtual_sdcard's
+        # position and size reset to 0, but print_stats not yet.
+        old = self.job.get("stats") or NO_STATS
+        new = {"printSeconds": int(sample.get("print_duration") or 0),
+               "filamentUsed": int(sample.get("filament_used") or 0),
+               "bytesRead": int(sample.get("file_position") or 0),
+               "fileSize": int(sample.get("file_size") or 0)}
+        self.job["stats"] = {k: max(old[k], new[k]) for k in new}
 
     def _end(self, state, sequence, now):
         job = self.job

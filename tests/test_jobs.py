@@ -246,3 +246,15 @@ def test_a_planned_reconnect_does_not_resend():
     r.new_connection()                  # e.g. after a camera change
     r.send("KL1", lambda e, d: sent.append(e) or True, 11.)
     assert sent.count("job") == 1
+
+
+def test_stats_of_a_job_never_go_down():
+    """The sample taken as the next file loads has virtual_sdcard's
+    position and size already reset to 0."""
+    t = JobTracker()
+    t.update(sample(loads=0), 0.)
+    t.update(sample("printing", loads=1), 1.)
+    t.update(sample("complete", loads=1, file_position=0, file_size=0), 2.)
+    event = drain(t)[0]
+    assert event["state"] == "completed"
+    assert event["bytesRead"] == 100 and event["fileSize"] == 100
