@@ -53,6 +53,7 @@ class JobTracker:
                        and e.get("jobId") and e.get("state")] \
             if isinstance(events, list) else []
         self.unconfirmed = []    # send times of the first events (sent)
+        self.sent_count = 0      # first events sent at least once
         self.overlay = []        # end sequence still to report
         self.overlay_job = None  # the ended job it belongs to
         self.held = False        # status 5 held for a timelapse
@@ -73,6 +74,7 @@ class JobTracker:
         stays queued until confirm() or link_failed()."""
         if len(self.events) > len(self.unconfirmed):
             self.unconfirmed.append(now)
+            self.sent_count = max(self.sent_count, len(self.unconfirmed))
             self.needs_save = True
 
     def confirm(self, now):
@@ -82,6 +84,7 @@ class JobTracker:
                 CONFIRM_AFTER:
             self.unconfirmed.pop(0)
             self.events.pop(0)
+            self.sent_count -= 1
             self.needs_save = True
 
     def link_failed(self):
@@ -91,14 +94,14 @@ class JobTracker:
 
     def saved_state(self):
         """What must survive a restart (kept in state.json).  Events sent
-        on a connection that was up are not resent after a restart: it
-        most likely delivered them, and a restart is no sign of a dead
-        link."""
+        at least once are not resent after a restart: a connection most
+        likely delivered them, and a restart is no sign of a dead link
+        (Klippy's restart itself drops the connection)."""
         job = None
         if self.job:
             job = {k: self.job[k] for k in SAVED_JOB_KEYS if k in self.job}
         return {"active_job": job, "pending_job_events":
-                self.events[len(self.unconfirmed):]}
+                self.events[self.sent_count:]}
 
     def saved(self):
         self.needs_save = False
@@ -270,6 +273,7 @@ class JobTracker:
         dropped = max(0, len(self.events) - MAX_QUEUED_EVENTS)
         del self.events[:dropped]
         del self.unconfirmed[:dropped]
+        self.sent_count = max(0, self.sent_count - dropped)
         if job.get("cloud"):
             self.overlay = list(sequence)
             self.overlay_job = self.last_cloud = {

@@ -258,3 +258,16 @@ def test_stats_of_a_job_never_go_down():
     event = drain(t)[0]
     assert event["state"] == "completed"
     assert event["bytesRead"] == 100 and event["fileSize"] == 100
+
+
+def test_a_sent_event_is_not_saved_for_the_next_start_after_a_drop():
+    """Klippy's RESTART drops the connection (a failed link) and then
+    saves the job it ends: an event sent before must not come back."""
+    r = reporter_with_events(1)
+    r.send("KL1", lambda e, d: True, 10.)
+    r.link_failed()
+    r.on_sample(sample("printing", loads=5), 11.)
+    r.on_sample(sample(klippy="shutdown", loads=5), 12.)
+    pending = r.jobs.saved_state()["pending_job_events"]
+    assert [e["state"] for e in pending] == ["canceled"]
+    assert r.jobs.next_event()["state"] == "completed"   # resent if online
