@@ -27,8 +27,8 @@ def table(runs):
     cases = {}
     for run in runs:
         cases.setdefault(run["case"], []).append(run)
-    rows = [("case", "runs", "ok", "job events/run", "online after (s)"
-             " p50 / max")]
+    rows = [("case", "runs", "ok", "job events/run", "earlier resent",
+             "online after (s) p50 / max")]
     for case, items in cases.items():
         online = [r["online_s"] for r in items if "online_s" in r]
         events = sorted({r["job_events"] for r in items
@@ -36,6 +36,7 @@ def table(runs):
         rows.append((case, str(len(items)),
                      str(sum(1 for r in items if r.get("ok"))),
                      ",".join(map(str, events)) or "-",
+                     str(sum(r.get("resent_earlier", 0) for r in items)),
                      "%.1f / %.1f" % (statistics.median(online), max(online))
                      if online else "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
