@@ -579,6 +579,7 @@ class LinkProxy:
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)   # a quiet server is no dead link
             with self.lock:
                 self.pairs.append((client, upstream))
             for src, dst in ((client, upstream), (upstream, client)):
