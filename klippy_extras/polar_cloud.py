@@ -145,7 +145,7 @@ class PolarCloud(pc_host.Host):
     # --- lifecycle ------------------------------------------------------
 
     def _handle_ready(self):
-        self.sampler.handle_ready()
+        self.sampler.handle_ready(on_reset=self._push_sample)
         self.remote.handle_ready()
         self.reactor.update_timer(self.sample_timer, self.reactor.NOW)
 
@@ -168,6 +168,10 @@ class PolarCloud(pc_host.Host):
         if sample is not None:
             self.conn.push_sample(sample)
         return eventtime + SAMPLE_INTERVAL
+
+    def _push_sample(self, sample):
+        if sample is not None and not self.closed:
+            self.conn.push_sample(sample)
 
     def _push_fresh_sample(self):
         """After cloud commands or a shutdown: report the effect at once."""

@@ -28,6 +28,13 @@ FAILED_SEQUENCE = (P.ERROR,)
 START_GRACE = 30.    # a started cloud file must show up printing by then
 TIMELAPSE_WINDOW = 1800.   # a render this long after a cloud job is its
 MAX_QUEUED_EVENTS = 100    # job events kept while the cloud is unreachable
+# A job event is only written into the socket: the protocol has no
+# acknowledgement, and into a link that silently drops packets the write
+# succeeds all the same.  The library notices such a link when the
+# server's pings stop (Engine.IO's defaults: 25 s interval + 20 s timeout),
+# so an event whose connection is still up this long after it was sent
+# has arrived; one whose connection failed before is sent again.
+CONFIRM_AFTER = 60.
 SAVED_JOB_KEYS = ("id", "cloud", "filename", "name")
 NO_STATS = {"printSeconds": 0, "filamentUsed": 0, "bytesRead": 0,
             "fileSize": 0}
@@ -45,6 +52,8 @@ class JobTracker:
         self.events = [e for e in events if isinstance(e, dict)
                        and e.get("jobId") and e.get("state")] \
             if isinstance(events, list) else []
+        self.unconfirmed = []    # send times of the first events (sent)
+        self.sent_count = 0      # first events sent at least once
         self.overlay = []        # end sequence still to report
         self.overlay_job = None  # the ended job it belongs to
         self.held = False        # status 5 held for a timelapse
@@ -57,20 +66,42 @@ class JobTracker:
 
     def next_event(self):
         """The oldest unsent job event (without the serial), or None."""
-        return self.events[0] if self.events else None
+        n = len(self.unconfirmed)
+        return self.events[n] if len(self.events) > n else None
 
-    def event_sent(self):
-        """The event next_event() returned has reached the cloud."""
-        if self.events:
-            self.events.pop(0)
+    def event_sent(self, now=0.):
+        """The event next_event() returned was written to the socket; it
+        stays queued until confirm() or link_failed()."""
+        if len(self.events) > len(self.unconfirmed):
+            self.unconfirmed.append(now)
+            self.sent_count = max(self.sent_count, len(self.unconfirmed))
             self.needs_save = True
 
+    def confirm(self, now):
+        """Events sent CONFIRM_AFTER ago on a connection still up have
+        arrived: they leave the queue."""
+        while self.unconfirmed and now - self.unconfirmed[0] >= \
+                CONFIRM_AFTER:
+            self.unconfirmed.pop(0)
+            self.events.pop(0)
+            self.sent_count -= 1
+            self.needs_save = True
+
+    def link_failed(self):
+        """The connection dropped without our asking: what it may have
+        swallowed is sent again on the next one."""
+        self.unconfirmed = []
+
     def saved_state(self):
-        """What must survive a restart (kept in state.json)."""
+        """What must survive a restart (kept in state.json).  Events sent
+        at least once are not resent after a restart: a connection most
+        likely delivered them, and a restart is no sign of a dead link
+        (Klippy's restart itself drops the connection)."""
         job = None
         if self.job:
             job = {k: self.job[k] for k in SAVED_JOB_KEYS if k in self.job}
-        return {"active_job": job, "pending_job_events": list(self.events)}
+        return {"active_job": job, "pending_job_events":
+                self.events[self.sent_count:]}
 
     def saved(self):
         self.needs_save = False
@@ -224,18 +255,25 @@ class JobTracker:
         self.overlay_job = None
 
     def _record_stats(self, sample):
-        self.job["stats"] = {
-            "printSeconds": int(sample.get("print_duration") or 0),
-            "filamentUsed": int(sample.get("filament_used") or 0),
-            "bytesRead": int(sample.get("file_position") or 0),
-            "fileSize": int(sample.get("file_size") or 0)}
+        # A job's counters never go down: the sample taken as the next
+        # file loads (reactor/sampler.py) already has virtual_sdcard's
+        # position and size reset to 0, but print_stats not yet.
+        old = self.job.get("stats") or NO_STATS
+        new = {"printSeconds": int(sample.get("print_duration") or 0),
+               "filamentUsed": int(sample.get("filament_used") or 0),
+               "bytesRead": int(sample.get("file_position") or 0),
+               "fileSize": int(sample.get("file_size") or 0)}
+        self.job["stats"] = {k: max(old[k], new[k]) for k in new}
 
     def _end(self, state, sequence, now):
         job = self.job
         event = {"jobId": job["id"], "state": state}
         event.update(job.get("stats") or NO_STATS)
         self.events.append(event)
-        del self.events[:-MAX_QUEUED_EVENTS]
+        dropped = max(0, len(self.events) - MAX_QUEUED_EVENTS)
+        del self.events[:dropped]
+        del self.unconfirmed[:dropped]
+        self.sent_count = max(0, self.sent_count - dropped)
         if job.get("cloud"):
             self.overlay = list(sequence)
             self.overlay_job = self.last_cloud = {

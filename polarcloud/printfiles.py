@@ -94,6 +94,21 @@ def part_path(dest_dir, filename):
     return os.path.join(dest_dir, ".%s.part" % (filename,))
 
 
+def remove_stale_parts(dest_dir):
+    """Delete the `.part` files of downloads cut short by a crash (the
+    worker dies with Klippy and cannot); returns the names removed.  Only
+    names job_filename() makes are touched."""
+    try:
+        names = os.listdir(dest_dir)
+    except OSError:
+        return []
+    stale = [n for n in names if n.startswith(".") and n.endswith(".gcode.part")
+             and ("_cloud_" in n or n.startswith(".polar_cloud_"))]
+    for name in stale:
+        remove_quietly(os.path.join(dest_dir, name))
+    return stale
+
+
 def unused_path(dest_dir, filename):
     """dest_dir/filename, or `<stem>_2<ext>`, `_3`... if taken: never overwrite."""
     stem, ext = os.path.splitext(filename)

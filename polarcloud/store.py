@@ -49,8 +49,13 @@ def atomic_write(path, data, mode=0o600):
 
 
 def move_aside(path):
-    """Rename an unreadable file to `<path>.corrupt-<time>`; returns it."""
-    aside = "%s.corrupt-%s" % (path, time.strftime("%Y%m%d-%H%M%S"))
+    """Rename an unreadable file to `<path>.corrupt-<time>` (`-2`, `-3`...
+    when one was kept in the same second); returns it."""
+    base = "%s.corrupt-%s" % (path, time.strftime("%Y%m%d-%H%M%S"))
+    aside, n = base, 1
+    while os.path.lexists(aside):   # never replace a file kept earlier
+        n += 1
+        aside = "%s-%d" % (base, n)
     os.replace(path, aside)
     return aside
 
@@ -79,6 +84,19 @@ class StateStore:
         except OSError:
             return False
 
+    def write_problem(self):
+        """Why a save would fail now (e.g. a read-only folder), or None."""
+        probe = os.path.join(self.state_dir, ".write-test%d" % (os.getpid(),))
+        try:
+            ensure_private_dir(self.state_dir)
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                             0o600))
+            os.unlink(probe)
+        except OSError as e:
+            return "cannot write in %s (%s)" % (self.state_dir,
+                                                e.strerror or e)
+        return None
+
     def load(self):
         """The saved state (a dict; {} when there is none).
 
@@ -97,6 +115,10 @@ class StateStore:
             state = json.loads(raw.decode("utf-8"))
             if not isinstance(state, dict):
                 raise ValueError("not a JSON object")
+            if not isinstance(state.get("serial"), (str, type(None))):
+                # a serial we cannot use: dropping it silently would lose
+                # the registration at the next save
+                raise ValueError("the serial is not text")
         except ValueError as e:
             try:
                 aside = move_aside(self.state_path)

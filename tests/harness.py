@@ -232,14 +232,18 @@ class PrinterHarness:
 
     # --- processes ------------------------------------------------------
 
-    def start(self, want=("ready",)):
+    def _spawn_klippy(self, stderr_mode="w"):
         self.procs["klippy"] = subprocess.Popen(
             self.flavour.command(self.python) + [
                 self.printer_cfg, "-o", "/dev/null", "-d", DICTIONARY,
                 "-a", self.uds, "-l", self.klippy_log],
             env=dict(klippy_env(), **self.env), stdout=subprocess.DEVNULL,
-            stderr=open(os.path.join(self.tmp, "klippy.stderr"), "w"),
+            stderr=open(os.path.join(self.tmp, "klippy.stderr"),
+                        stderr_mode),
             start_new_session=True)
+
+    def start(self, want=("ready",)):
+        self._spawn_klippy()
         if self.use_moonraker:
             conf = os.path.join(self.config_dir, "moonraker.conf")
             with open(conf, "w") as f:
@@ -298,6 +302,24 @@ class PrinterHarness:
             if time.monotonic() > deadline:
                 raise TimeoutError("Klippy did not restart")
         self.wait_klippy()
+        if self.use_moonraker:
+            self.wait_moonraker()
+
+    def kill_klippy(self):
+        """SIGKILL Klippy's process group (Klippy and its workers), as a
+        crash or a power cut would; Moonraker keeps running."""
+        proc = self.procs["klippy"]
+        self._signal_group(proc, signal.SIGKILL)
+        proc.wait()
+        if self.klippy is not None:
+            self.klippy.close()
+            self.klippy = None
+
+    def start_klippy(self, timeout=30.):
+        """Start Klippy again after kill_klippy(); waits until it and
+        Moonraker are ready."""
+        self._spawn_klippy(stderr_mode="a")
+        self.info = self.wait_klippy(timeout=timeout)
         if self.use_moonraker:
             self.wait_moonraker()
 

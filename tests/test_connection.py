@@ -293,3 +293,17 @@ def test_cloud_job_flow_and_send_next_print(tmp_path, cloud, monkeypatch,
         assert [x for x in codes if x in (5, 7)] == [5, 5, 5, 7, 7, 7], codes
     finally:
         c.stop()
+
+
+def test_register_refused_when_the_state_dir_cannot_be_written(conn, cloud,
+                                                               monkeypatch):
+    """Checked before anything reaches the cloud: a serial we could not
+    save would pair the key with a registration the printer forgets."""
+    monkeypatch.setattr(conn.store, "write_problem",
+                        lambda: "cannot write in /x (Read-only file system)")
+    mark = cloud.mark()
+    result = register(conn)
+    assert "cannot be saved" in result["error"]
+    assert "Read-only" in result["error"]
+    time.sleep(0.5)
+    assert not [r for r in cloud.events[mark:] if r.event == "register"]

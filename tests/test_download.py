@@ -11,7 +11,8 @@ import pytest
 
 from polarcloud.connector.runner import ChildError, ChildProcess
 from polarcloud.printfiles import (
-    NO_GCODE, DownloadError, job_fields, job_filename, pick_print_url)
+    NO_GCODE, DownloadError, job_fields, job_filename, pick_print_url,
+    remove_stale_parts)
 from polarcloud.workers import download as download_module
 
 BODY = os.urandom(300 * 1024)
@@ -336,3 +337,13 @@ def test_disk_full_while_writing_leaves_nothing(server, dest, monkeypatch):
     with pytest.raises(DownloadError, match="disk full"):
         download_module.download(request, lambda msg: None)
     assert listing(dest) == []
+
+
+def test_remove_stale_parts_only_touches_our_part_files(tmp_path):
+    keep = ["a_cloud_1.gcode", ".user.gcode.part", "x.part", ".notes"]
+    stale = [".a_cloud_1.gcode.part", ".polar_cloud_7.gcode.part"]
+    for name in keep + stale:
+        (tmp_path / name).write_bytes(b"x")
+    assert sorted(remove_stale_parts(str(tmp_path))) == sorted(stale)
+    assert sorted(os.listdir(str(tmp_path))) == sorted(keep)
+    assert remove_stale_parts(str(tmp_path / "missing")) == []

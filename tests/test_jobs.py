@@ -210,3 +210,64 @@ def test_no_new_input_builds_no_status(monkeypatch):
     assert r.next_wakeup() == 60.               # the idle heartbeat
     r.on_sample(sample(loads=0, temps={"tool0": (25., 200.)}), 20.)
     assert r.send("KL1", emit, 20.)["targetTool0"] == 200.
+
+
+def test_an_event_written_into_a_dead_link_is_sent_again():
+    """No acknowledgement exists: an event stays queued until its
+    connection outlived the library's dead-link detection; a connection
+    that failed before that has it sent again on the next one."""
+    from polarcloud.jobs import CONFIRM_AFTER
+    r = reporter_with_events(2)
+    sent = []
+
+    def emit(event, data):
+        sent.append((event, data))
+        return True
+    r.send("KL1", emit, 10.)
+    assert [d["jobId"] for e, d in sent if e == "job"] == ["123", "123"]
+    assert r.jobs.saved_state()["pending_job_events"] == []
+    r.link_failed()                     # the link was silently dead
+    r.new_connection()
+    del sent[:]
+    r.send("KL1", emit, 20.)
+    assert len([e for e, _d in sent if e == "job"]) == 2    # once more
+    del sent[:]
+    r.send("KL1", emit, 20. + CONFIRM_AFTER)   # the link stayed up
+    assert r.jobs.events == [] and not [e for e, _d in sent if e == "job"]
+    r.link_failed()                     # a later drop resends nothing
+    r.send("KL1", emit, 200.)
+    assert not [e for e, _d in sent if e == "job"]
+
+
+def test_a_planned_reconnect_does_not_resend():
+    r = reporter_with_events(1)
+    sent = []
+    r.send("KL1", lambda e, d: sent.append(e) or True, 10.)
+    r.new_connection()                  # e.g. after a camera change
+    r.send("KL1", lambda e, d: sent.append(e) or True, 11.)
+    assert sent.count("job") == 1
+
+
+def test_stats_of_a_job_never_go_down():
+    """The sample taken as the next file loads has virtual_sdcard's
+    position and size already reset to 0."""
+    t = JobTracker()
+    t.update(sample(loads=0), 0.)
+    t.update(sample("printing", loads=1), 1.)
+    t.update(sample("complete", loads=1, file_position=0, file_size=0), 2.)
+    event = drain(t)[0]
+    assert event["state"] == "completed"
+    assert event["bytesRead"] == 100 and event["fileSize"] == 100
+
+
+def test_a_sent_event_is_not_saved_for_the_next_start_after_a_drop():
+    """Klippy's RESTART drops the connection (a failed link) and then
+    saves the job it ends: an event sent before must not come back."""
+    r = reporter_with_events(1)
+    r.send("KL1", lambda e, d: True, 10.)
+    r.link_failed()
+    r.on_sample(sample("printing", loads=5), 11.)
+    r.on_sample(sample(klippy="shutdown", loads=5), 12.)
+    pending = r.jobs.saved_state()["pending_job_events"]
+    assert [e["state"] for e in pending] == ["canceled"]
+    assert r.jobs.next_event()["state"] == "completed"   # resent if online

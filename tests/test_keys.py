@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from polarcloud import keys, store
+from polarcloud.connector.runner import ChildError
 from polarcloud.workers import keys as keys_worker
 
 GOLDEN_KEY = os.path.join(os.path.dirname(__file__), "data", "golden_key.pem")
@@ -91,7 +92,9 @@ def test_state_store_ignores_blank_serial(tmp_path):
 
 
 @pytest.mark.parametrize("content", [b"{not json", b'{"serial": "KL1"',
-                                     b'["KL1"]', b"\xff\xfe", b""])
+                                     b'["KL1"]', b"\xff\xfe", b"",
+                                     b'{"serial": 123}',
+                                     b'{"serial": ["KL1"]}'])
 def test_unreadable_state_is_kept_aside(tmp_path, content):
     st = store.StateStore(str(tmp_path))
     with open(st.state_path, "wb") as f:
@@ -104,3 +107,49 @@ def test_unreadable_state_is_kept_aside(tmp_path, content):
     with open(os.path.join(str(tmp_path), aside[0]), "rb") as f:
         assert f.read() == content
     assert st.load() == {}      # now nothing is there
+
+
+def test_move_aside_never_replaces_an_earlier_copy(tmp_path, monkeypatch):
+    monkeypatch.setattr(store.time, "strftime", lambda fmt: "20260101-000000")
+    path = os.path.join(str(tmp_path), "state.json")
+    kept = []
+    for content in (b"first", b"second", b"third"):
+        with open(path, "wb") as f:
+            f.write(content)
+        kept.append(store.move_aside(path))
+    assert len(set(kept)) == 3
+    for aside, content in zip(kept, (b"first", b"second", b"third")):
+        with open(aside, "rb") as f:
+            assert f.read() == content
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_unreadable_key_is_named_and_left_alone_when_signing(tmp_path,
+                                                             damage):
+    path = os.path.join(str(tmp_path), "polar_cloud_key.pem")
+    with open(GOLDEN_KEY, "rb") as f:
+        good = f.read()
+    if damage == "truncated":
+        with open(path, "wb") as f:
+            f.write(good[:len(good) // 2])
+    with pytest.raises(ChildError) as e:
+        keys.sign_challenge(path, GOLDEN_CHALLENGE)
+    assert ("unreadable" if damage == "truncated" else "missing") \
+        in str(e.value)
+    assert "register again" in str(e.value)
+    assert sorted(os.listdir(str(tmp_path))) == (
+        ["polar_cloud_key.pem"] if damage == "truncated" else [])
+    if damage == "truncated":
+        with open(path, "rb") as f:
+            assert f.read() == good[:len(good) // 2]
+
+
+def test_write_problem_names_the_folder(tmp_path):
+    st = store.StateStore(os.path.join(str(tmp_path), "state"))
+    assert st.write_problem() is None
+    assert os.listdir(st.state_dir) == []      # the probe is gone
+    blocker = os.path.join(str(tmp_path), "file")
+    with open(blocker, "w") as f:
+        f.write("x")
+    st = store.StateStore(os.path.join(blocker, "state"))
+    assert blocker in st.write_problem()

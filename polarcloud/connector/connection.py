@@ -284,6 +284,7 @@ class CloudConnection:
             self.state_writable = e.safe_to_save
             self._state_lost(str(e))
         self.reporter.restore(self.state)
+        self.prints.remove_leftovers()
         if self.serial and not self.store.has_key():
             self.errors.last = ("key file %s is missing; register again"
                                 % (self.store.key_path,))
@@ -409,6 +410,8 @@ class CloudConnection:
             session.close()
 
     def _drop(self, retry_in, failed=False):
+        if failed:
+            self.reporter.link_failed()   # resend what it may have lost
         self._disconnect()
         self.next_attempt = time.monotonic() + retry_in
         self.failed = failed

@@ -14,7 +14,8 @@ import time
 from .. import protocol as P
 from ..printer import ACTIVE_PRINT_STATES
 from ..printfiles import (format_size, job_fields, job_filename,
-                          part_path, pick_print_url, remove_quietly)
+                          part_path, pick_print_url, remove_quietly,
+                          remove_stale_parts)
 from ..text import clean
 from .runner import ChildError, ChildProcess
 
@@ -30,6 +31,14 @@ class CloudPrints:
         self.conn = conn
         self.settings = settings
         self.download = None    # the ChildProcess while downloading
+
+    def remove_leftovers(self):
+        """At start (connector thread): no download runs yet, so any .part
+        file is one a crash left behind."""
+        if self.settings.gcode_dir and self.download is None:
+            for name in remove_stale_parts(self.settings.gcode_dir):
+                log.info("polar_cloud: removed %s, left by a download cut"
+                         " short", name)
 
     def stop(self):
         if self.download is not None:

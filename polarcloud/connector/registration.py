@@ -74,9 +74,13 @@ class Registration:
             reply({"error": "already registered as %s; run POLAR_UNREGISTER"
                             " first" % (conn.serial,)})
             return
-        if not conn.state_writable:
+        # checked before the cloud pairs our key with a serial we could
+        # not keep
+        problem = conn.state_problem if not conn.state_writable \
+            else conn.store.write_problem()
+        if problem:
             reply({"error": "the registration cannot be saved: %s"
-                            % (conn.state_problem,)})
+                            % (problem,)})
             return
         started = time.monotonic()
         self.register = PendingRequest(reply, started + REGISTER_TIMEOUT,

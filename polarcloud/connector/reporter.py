@@ -48,6 +48,9 @@ class StatusReporter:
         self.updating_until = now + UPDATE_STATUS_TIME if running else 0.
         self.force()
 
+    def link_failed(self):
+        self.jobs.link_failed()
+
     def new_connection(self):
         self.cadence.reset()
         self.recheck_at = 0.
@@ -58,6 +61,7 @@ class StatusReporter:
         """Send queued job events, then a status if one is due.
 
         Returns the status sent, or None."""
+        self.jobs.confirm(now)
         event = self.jobs.next_event()
         while event is not None:
             if not emit("job", P.build_job(serial, event["jobId"],
@@ -65,7 +69,7 @@ class StatusReporter:
                 return None     # kept: the next connection sends it
             log.info("polar_cloud: job %s %s", event["jobId"],
                      event["state"])
-            self.jobs.event_sent()
+            self.jobs.event_sent(now)
             self.cadence.force()
             event = self.jobs.next_event()
         if self.sample is None or now < self.recheck_at:

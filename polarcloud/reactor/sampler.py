@@ -4,6 +4,8 @@ from, read from Klipper's objects on the reactor.
 A sample is pushed to the connector when it changes (temperatures in
 TEMP_STEP steps), so an idle printer costs the connector nothing.
 """
+import logging
+
 from ..printer import HEATERS
 
 TEMP_STEP = 0.5     # finer than the 1 C a status cares about
@@ -19,9 +21,12 @@ class PrinterSampler:
         printer.register_event_handler("virtual_sdcard:reset_file",
                                        self._handle_file_load)
 
-    def handle_ready(self):
+    def handle_ready(self, on_reset=None):
+        """on_reset(sample or None): called with a sample taken just
+        before print_stats is reset (see _watch_resets)."""
         printer = self.printer
         self.print_stats = printer.lookup_object("print_stats", None)
+        self._watch_resets(on_reset)
         self.sdcard = printer.lookup_object("virtual_sdcard", None)
         pheaters = printer.lookup_object("heaters", None)
         self.heaters = []
@@ -31,6 +36,28 @@ class PrinterSampler:
             for key, name, _target in HEATERS:
                 if name in names:
                     self.heaters.append((key, pheaters.lookup_heater(name)))
+
+    def _watch_resets(self, on_reset):
+        # Every file load resets print_stats first, before any event we
+        # could handle: a job that ends and the next that starts within
+        # one sample interval (a queue, a macro) would show only as
+        # "printing, another file", and the end would be lost.  A sample
+        # taken just before the reset keeps how the previous job ended.
+        ps = self.print_stats
+        if ps is None or on_reset is None \
+                or getattr(ps.reset, "polar_cloud_watched", False):
+            return
+        original = ps.reset
+        reactor = self.printer.get_reactor()
+
+        def reset(*args, **kwargs):
+            try:
+                on_reset(self.changed(reactor.monotonic()))
+            except Exception:
+                logging.exception("polar_cloud: sample before a reset")
+            return original(*args, **kwargs)
+        reset.polar_cloud_watched = True
+        ps.reset = reset
 
     def _handle_file_load(self):
         # counts file loads, so a job that starts and ends between two

@@ -12,6 +12,13 @@ from ..store import atomic_write, ensure_private_dir, move_aside
 from . import worker_main
 
 
+# The cloud keeps the public key it got at registration: only that key's
+# file can bring this serial back (docs/protocol.md#registration).
+KEY_LOST_ADVICE = ("restore it from a backup, or remove this printer in"
+                   " your Polar Cloud account, run POLAR_UNREGISTER FORCE=1"
+                   " and register again")
+
+
 def public_pem(private_key):
     import rsa
     pub = rsa.PublicKey(private_key.n, private_key.e)
@@ -55,7 +62,13 @@ def handle(request, emit):
     if action == "generate":
         return generate(path)
     if action == "sign":
-        priv = load_private(path)
+        try:
+            priv = load_private(path)
+        except FileNotFoundError:
+            raise ValueError("the key file is missing; " + KEY_LOST_ADVICE)
+        except Exception as e:   # truncated or garbage: never replaced here
+            raise ValueError("the key is unreadable (%s); %s" % (
+                str(e)[:60] or e.__class__.__name__, KEY_LOST_ADVICE))
         return {"signature": sign(priv, request["challenge"]),
                 "public_key": public_pem(priv)}
     raise ValueError("unknown keys action %r" % (action,))
