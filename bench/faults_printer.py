@@ -9,7 +9,7 @@ run measured into a JSON file and prints a table:
     .venv/bin/python bench/faults_printer.py [--repeats N] [--json FILE]
 
 Storage cases that need root (read-only bind mount, tmpfs) are skipped
-without it.  docs/reliability-printer.md holds the figures of one run.
+without it.  docs/reliability.md holds the figures of one run.
 """
 import argparse
 import json

@@ -1,4 +1,4 @@
-"""The link half of the fault campaign (issue 10; docs/reliability-link.md).
+"""The link half of the fault campaign (issue 10; docs/reliability.md).
 
 Cloud outages of every kind, a broken handshake, a storm of hostile packets,
 an untrusted TLS certificate and the log during a long outage, against real

@@ -1,6 +1,6 @@
 """The printer half of issue 10's fault campaign, on a real Klippy +
 Moonraker on loopback: storage faults, crashes and restarts, job events
-across outages (docs/reliability-printer.md).
+across outages (docs/reliability.md).
 
 Default mode runs each case once; POLAR_CAMPAIGN=full repeats the crash
 cases CAMPAIGN_REPEATS times and, with POLAR_CAMPAIGN_REPORT=<file>, writes
