@@ -29,21 +29,13 @@ needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root (read-only bind mount, tmpfs)")
 
 
-# In file-output mode FIRMWARE_RESTART's default reset (an Arduino-style
-# serial reset of /dev/null) raises, and Klippy then restarts without
-# closing Moonraker's connection, which hangs.  The command reset is a
-# no-op there, so Klippy restarts as on a printer.
-MCU_RESET = "\n\n[mcu]\nrestart_method: command\n"
-OPTIONS = SESSION_POLAR_OPTIONS + MCU_RESET
-
-
 @pytest.fixture(scope="module", autouse=True)
 def proxy(printer, cloud):
-    """The session printer, for this module: the command reset, and the
-    cloud reached through a LinkProxy (transparent until told otherwise)."""
+    """The session printer, for this module, with the cloud reached
+    through a LinkProxy (transparent until told otherwise)."""
     link = LinkProxy(cloud.port)
     printer.cloud_url = link.url
-    restart_with_options(printer, OPTIONS)
+    restart_with_options(printer, SESSION_POLAR_OPTIONS)
     yield link
     printer.cloud_url = cloud.url
     restart_with_options(printer, SESSION_POLAR_OPTIONS)
@@ -387,12 +379,12 @@ def no_reserve(online, printer, cloud):
     really fills the disk (the default 100 MiB reserve refuses it first)."""
     mark = cloud.mark()
     restart_with_options(printer, SESSION_POLAR_OPTIONS
-                         + "\nmin_free_space: 0" + MCU_RESET)
+                         + "\nmin_free_space: 0")
     try:
         wait_online(printer, cloud, online, mark)
         yield printer
     finally:
-        restart_with_options(printer, OPTIONS)
+        restart_with_options(printer, SESSION_POLAR_OPTIONS)
 
 
 DISK_FULL_CASES = [("default", True), ("none", False)] + (
