@@ -80,6 +80,7 @@ def conn(tmp_path, cloud, monkeypatch, printer_key):
     monkeypatch.setattr(C, "HANDSHAKE_TIMEOUT", 2.)
     monkeypatch.setattr(R, "ANSWER_TIMEOUT", 2.)
     monkeypatch.setattr(C, "HELLO_FAILED_RETRY", 3.)
+    monkeypatch.setattr(C, "RECONNECT_BACKOFF", (0.2, 1.))   # seconds, not minutes
     cloud.start()
     cloud.add_account(EMAIL, PIN)
     cloud.hello_response = "SUCCESS"
