@@ -99,6 +99,17 @@ def online(fresh_printer, cloud):
     return go_online(fresh_printer, cloud)
 
 
+def still_obeys_a_good_command(printer, cloud, serial):
+    """After junk: a valid `temperature` still reaches the heater and the
+    next status; the heaters are switched off again."""
+    mark = cloud.mark()
+    cloud.emit("temperature", {"serialNumber": serial, "bed": 30},
+               serial=serial)
+    cloud.wait_for("status", lambda d: d.get("targetBed") == 30.0,
+                   start=mark, timeout=10)
+    printer.klippy.gcode("M140 S0\nM104 S0")
+
+
 def gcode_file(moves=60, feed=6000, pause_line=False):
     """A small print: circle moves with extrusion (print_duration > 0)."""
     import math

@@ -18,7 +18,8 @@ import time
 import pytest
 
 import test_connection as TC
-from conftest import EMAIL, PIN, forget_registration, go_online, reset_cloud
+from conftest import (EMAIL, PIN, forget_registration, go_online, reset_cloud,
+                      still_obeys_a_good_command)
 from harness import PrinterHarness
 from polar_emulator import PolarEmulator
 from polarcloud.backoff import Backoff
@@ -341,12 +342,7 @@ def test_hostile_packets_are_harmless(online, printer, cloud):
     growth_mib = (rss_after - rss_before) / 1024.
     assert growth_mib < 10, "Klippy RSS grew %.1f MiB" % growth_mib
     # it still obeys a good command afterwards
-    mark = cloud.mark()
-    cloud.emit("temperature", {"serialNumber": serial, "bed": 30},
-               serial=serial)
-    cloud.wait_for("status", lambda d: d.get("targetBed") == 30.0,
-                   start=mark, timeout=10)
-    printer.klippy.gcode("M140 S0\nM104 S0")
+    still_obeys_a_good_command(printer, cloud, serial)
     report("hostile", dict(sent, total=sum(sent.values()),
                            storm_seconds=round(storm_seconds, 1),
                            statuses_during_storm=statuses,

@@ -71,3 +71,20 @@ def test_no_mac_gets_one_random_mac_kept_with_the_registration(
     again = connection(tmp_path)
     again._load_state()
     assert again.identity()["mac"] == mac
+
+
+def test_the_connector_thread_never_waits_for_a_time_already_past(
+        tmp_path):
+    c = connection(tmp_path)
+    now = 1000.
+    c.next_alive_check = now + 50.
+    # no registration, Moonraker never handed a webcam over: nothing due
+    c.webcam_wait_until = now - 100.
+    assert c._next_wakeup(now) == now + 50.
+    # registered, a retry due, but the first hello waits for the webcam
+    c.state["serial"] = "KL000123"
+    c.next_attempt = now - 1.
+    c.webcam_wait_until = now + 4.
+    assert c._next_wakeup(now) == now + 4.
+    c.webcam_wait_until = now - 100.
+    assert c._next_wakeup(now) == now - 1.      # due: the tick connects

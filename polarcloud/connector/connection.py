@@ -46,6 +46,7 @@ RECONNECT_BACKOFF = (2., 60.)
 MAX_CHALLENGE = 4096
 ALIVE_CHECK_INTERVAL = 2.
 MAX_IDLE_WAIT = 60.
+MIN_WAIT = 0.05     # between ticks when nothing new came in
 WEBCAM_WAIT = 5.    # at start, wait this long for Moonraker's webcam
 MAX_BATCH = 200     # inbox items handled before the next tick
 MAX_WAITING_EVENTS = 500   # cloud events queued for this thread; more dropped
@@ -193,7 +194,10 @@ class CloudConnection:
 
     def _step(self):
         now = time.monotonic()
-        wait = max(0., min(self._next_wakeup(now) - now, MAX_IDLE_WAIT))
+        # every step ends with a tick, so what was due has just been done:
+        # a due time still past is not actionable, never a reason to spin
+        wait = max(MIN_WAIT, min(self._next_wakeup(now) - now,
+                                 MAX_IDLE_WAIT))
         items = []
         try:
             items.append(self.inbox.get(timeout=wait))
@@ -221,10 +225,11 @@ class CloudConnection:
     def _next_wakeup(self, now):
         times = [self.next_alive_check, self.registration.next_deadline(),
                  self.commands.next_wakeup()]
-        if self.webcam_wait_until:
-            times.append(self.webcam_wait_until)
         if self._wants_connection() and self.session is None:
-            times.append(self.next_attempt)
+            # the first connection also waits for Moonraker's webcam
+            times.append(self.next_attempt if self.registration.registering
+                         else max(self.next_attempt,
+                                  self.webcam_wait_until or 0.))
         session = self.session
         if session and not session.authenticated:
             times.append(session.opened + HANDSHAKE_TIMEOUT)
