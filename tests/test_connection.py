@@ -155,18 +155,6 @@ def test_register_no_answer_and_unreachable(conn, cloud):
     assert "cannot reach Polar Cloud" in register(conn)["error"]
 
 
-def test_watchdog_reconnects_when_hello_is_never_answered(conn, cloud):
-    online(conn, cloud)
-    cloud.hello_response = None
-    mark = cloud.mark()
-    cloud.disconnect_all()
-    cloud.wait_for("hello", start=mark, timeout=10)
-    second = cloud.wait_for("hello", start=cloud.mark(), timeout=15)
-    assert second.verified
-    cloud.hello_response = "SUCCESS"
-    wait(lambda: conn.host_.info.get("connected"), 20, "online again")
-
-
 def test_hello_failed_backs_off(conn, cloud):
     online(conn, cloud)
     cloud.hello_response = "FAILED"
@@ -210,18 +198,6 @@ def test_wrong_serial_and_unknown_events_ignored(conn, cloud):
     time.sleep(0.5)
     assert [e for e, _ in conn.host_.commands] == ["pause"]
     assert conn.host_.info["registered"] and conn.host_.info["connected"]
-
-
-def test_outage_reconnects_by_itself(conn, cloud):
-    serial = online(conn, cloud)
-    cloud.stop()
-    wait(lambda: not conn.host_.info.get("connected"), 10, "offline")
-    time.sleep(1.)
-    mark = cloud.mark()
-    cloud.start()
-    cloud.wait_for("hello", lambda d: d["serialNumber"] == serial,
-                   start=mark, timeout=40)
-    wait(lambda: conn.host_.info.get("connected"), 10, "online again")
 
 
 def test_unregister(conn, cloud):
