@@ -16,7 +16,7 @@ import pytest
 from conftest import forget_registration, gcode_file, go_online, \
     reset_cloud
 from harness import FLAVOURS, PrinterHarness, install_into_venv
-from test_e2e_remote import job_events, start_long_print, wait_idle
+from test_e2e_remote import job_events, pause_resume_cancel, wait_idle
 
 
 @pytest.fixture(scope="module", params=["kalico", "master"])
@@ -127,19 +127,7 @@ def test_cloud_print_completes_once(serial, flavoured, cloud):
 
 
 def test_cloud_pause_resume_cancel(serial, flavoured, cloud):
-    _url, mark = start_long_print(flavoured, cloud, serial, "KL9-2",
-                                  "flavour_long", moves=600)
-    cloud.emit("pause", {"serialNumber": serial}, serial=serial)
-    flavoured.wait_print_state(["paused"])
-    cloud.wait_for("status", lambda d: d["status"] == 4, start=mark)
-    cloud.emit("resume", {"serialNumber": serial}, serial=serial)
-    flavoured.wait_print_state(["printing"])
-    cloud.emit("cancel", {"serialNumber": serial}, serial=serial)
-    flavoured.wait_print_state(["cancelled", "standby"])
-    cloud.wait_for("job", lambda d: d["jobId"] == "KL9-2", start=mark)
-    wait_idle(flavoured, cloud, serial)
-    assert [j["state"] for j in job_events(cloud, mark, "KL9-2")] == [
-        "canceled"]
+    pause_resume_cancel(flavoured, cloud, serial, "KL9-2")
 
 
 def test_polar_status(serial, flavoured):
