@@ -7,6 +7,7 @@ or SIGTERM; then it stops Klippy, Moonraker and the emulator and deletes its
 temporary folder.  Try, in another terminal, the Moonraker commands it
 prints.
 """
+import faulthandler
 import json
 import os
 import signal
@@ -108,6 +109,8 @@ def run(printer, cloud):
 
 
 def main():
+    # `kill -USR1` prints every thread's stack: how to see where a stop hangs
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     cloud = printer = None
@@ -133,11 +136,15 @@ def main():
         # a second Ctrl-C must not cut the cleanup short
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        began = time.monotonic()
         if printer is not None:
             printer.stop()
+        stopped_printer = time.monotonic()
         if cloud is not None:
             cloud.close()
-    say("stopped: Klippy, Moonraker and the emulator are gone")
+    say("stopped: Klippy, Moonraker and the emulator are gone"
+        " (%.1f s + %.1f s)" % (stopped_printer - began,
+                                time.monotonic() - stopped_printer))
 
 
 if __name__ == "__main__":

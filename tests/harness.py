@@ -340,11 +340,19 @@ class PrinterHarness:
     def stop(self):
         if self.klippy is not None:
             self.klippy.close()
-        for proc in self.procs.values():
-            self._signal_group(proc, signal.SIGTERM)
-        for proc in self.procs.values():
+        for name, proc in self.procs.items():
+            if name == "moonraker":
+                # Moonraker stops its own children (metadata extraction);
+                # a SIGTERM to them as well can hang its shutdown for
+                # seconds (shell_command.close iterates a set that the
+                # dying children change), so it gets a short grace
+                if proc.returncode is None:
+                    proc.terminate()
+            else:
+                self._signal_group(proc, signal.SIGTERM)
+        for name, proc in self.procs.items():
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=3. if name == "moonraker" else 10.)
             except subprocess.TimeoutExpired:
                 self._signal_group(proc, signal.SIGKILL)
                 proc.wait()
