@@ -3,13 +3,19 @@ server: every event reaches one callback, by name, in order, on the
 reader thread; malformed packets are dropped without a traceback on any
 thread and the connection carries on; Klippy never loads requests for
 it."""
+import functools
 import os
+import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 
-from polarcloud.connector.cloud_client import cloud_client
+import pytest
+
+from polarcloud.connector.cloud_client import (
+    MAX_MESSAGE_BYTES, cloud_client, websocket_class)
 from test_faults_link import deep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,3 +89,73 @@ def test_malformed_packets_are_dropped_quietly(cloud, monkeypatch):
         assert not escaped, escaped
     finally:
         client.disconnect()
+
+
+def test_a_message_over_the_limit_ends_the_connection_unread(cloud):
+    sizes, lost = [], threading.Event()
+    got = []
+    client = cloud_client(lambda name, args: got.append(name), lost.set,
+                          sizes.append)
+    cloud.start()
+    mark = cloud.mark()
+    client.connect(cloud.url, transports=["websocket"], wait_timeout=10)
+    try:
+        sid = cloud.wait_for("connect", start=mark).sid
+        cloud.emit("print", {"fits": "x" * (MAX_MESSAGE_BYTES - 100)},
+                   sid=sid)
+        cloud.emit("print", {"huge": "x" * (4 * MAX_MESSAGE_BYTES)}, sid=sid)
+        assert lost.wait(10)
+    finally:
+        client.disconnect()
+    assert got.count("print") == 1
+    assert len(sizes) == 1 and sizes[0] > 4 * MAX_MESSAGE_BYTES
+
+
+def frame(opcode, payload, fin=True):
+    """A server's (unmasked) WebSocket frame."""
+    head = bytes([(0x80 if fin else 0) | opcode])
+    if len(payload) < 126:
+        return head + bytes([len(payload)]) + payload
+    if len(payload) < 1 << 16:
+        return head + bytes([126]) + struct.pack("!H", len(payload)) + payload
+    return head + bytes([127]) + struct.pack("!Q", len(payload)) + payload
+
+
+def websocket_on(data):
+    """The client's WebSocket reading `data` from a socket pair."""
+    ours, theirs = socket.socketpair()
+
+    def send():      # more than a socket buffer holds
+        theirs.sendall(data)
+        theirs.shutdown(socket.SHUT_WR)
+    threading.Thread(target=send, daemon=True).start()
+    sizes = []
+    ws = functools.partial(websocket_class(), sizes.append)(
+        enable_multithread=True)
+    ws.sock, ws.connected = ours, True
+    return ws, sizes, theirs
+
+
+def test_websocket_frames_checked_in_c_and_bounded():
+    import websocket
+    # text in three fragments, then invalid UTF-8: the first arrives
+    # whole, the second still ends the connection (decoded strictly)
+    ws, sizes, _peer = websocket_on(
+        frame(0x1, b"4", fin=False) + frame(0x0, b"2[\"a\"", fin=False)
+        + frame(0x0, b",1]") + frame(0x1, b"42[\"\xff\"]"))
+    assert ws.recv() == '42["a",1]'
+    with pytest.raises(UnicodeDecodeError):
+        ws.recv()
+    # one frame announcing too much: refused from its header alone
+    ws, sizes, _peer = websocket_on(frame(0x1, b"4" * 10)[:1]
+                                    + bytes([127]) + struct.pack("!Q", 1 << 40))
+    with pytest.raises(websocket.WebSocketPayloadException):
+        ws.recv()
+    assert sizes == [1 << 40]
+    # many small fragments adding up to too much
+    piece = b"x" * 60000
+    ws, sizes, _peer = websocket_on(frame(0x1, piece, fin=False) + b"".join(
+        frame(0x0, piece, fin=False) for _ in range(6)) + frame(0x0, b"]"))
+    with pytest.raises(websocket.WebSocketPayloadException):
+        ws.recv()
+    assert sizes and sizes[0] > MAX_MESSAGE_BYTES

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import EMAIL, PIN
+from polarcloud.connector.cloud_client import MAX_MESSAGE_BYTES
 from polarcloud.connector import connection as C
 from polarcloud.connector import registration as R
 from polarcloud.host import Host
@@ -198,6 +199,19 @@ def test_wrong_serial_and_unknown_events_ignored(conn, cloud):
     time.sleep(0.5)
     assert [e for e, _ in conn.host_.commands] == ["pause"]
     assert conn.host_.info["registered"] and conn.host_.info["connected"]
+
+
+def test_a_huge_message_is_named_and_the_printer_reconnects(conn, cloud):
+    serial = online(conn, cloud)
+    mark = cloud.mark()
+    cloud.emit("print", {"serialNumber": serial,
+                         "gcodeFile": "x" * (2 * MAX_MESSAGE_BYTES)},
+               serial=serial)
+    wait(lambda: "sent a message of" in (conn.host_.info.get("last_error")
+                                          or ""), 10, "drop explained")
+    cloud.wait_for("hello", start=mark, timeout=15)
+    wait(lambda: conn.host_.info.get("connected"), 15, "online again")
+    assert conn.host_.commands == []
 
 
 def test_unregister(conn, cloud):

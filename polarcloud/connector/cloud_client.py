@@ -1,8 +1,8 @@
 """python-socketio's client, shaped for a connector that has its own thread
 and for a cloud whose every packet is untrusted.
 
-Four differences from a plain `socketio.Client`, through hooks
-python-socketio 5.x and python-engineio 4.x have had throughout:
+How it differs from a plain `socketio.Client`, through hooks that
+python-socketio 5.x, python-engineio 4.4+ and websocket-client 1.3+ have:
 
 * Engine.IO messages are handled on the reader thread, in the order they
   arrive.  python-engineio starts a new thread for every message
@@ -19,6 +19,13 @@ python-socketio 5.x and python-engineio 4.x have had throughout:
   packet header announcing no attachments ("6", "50-[...]") leaves it
   waiting for an attachment that never comes: every later packet would be
   taken for it and lost, online, sending statuses, deaf to every command.
+* A message larger than MAX_MESSAGE_BYTES ends the connection (and is
+  told) before its payload is read: websocket-client has no limit, so a
+  broken or hostile cloud could grow Klippy's memory without bound.
+* websocket-client checks every text frame's UTF-8 in pure Python (about
+  20 us a command, 0.3 ms a KiB, on the GIL the reactor needs) unless
+  told not to, and then decodes it strictly in C anyway: the check is
+  skipped, invalid UTF-8 still ends the connection as before.
 * `requests`, `aiohttp` and `tornado` are not loaded into Klippy:
   python-engineio imports them when they are installed, for the
   long-polling transport and its asyncio/tornado clients; the connector
@@ -30,6 +37,10 @@ import logging
 import sys
 
 log = logging.getLogger("polar_cloud")
+
+# The largest message the cloud sends is a `print` or `getUrlResponse` with
+# signed URLs, a few KiB; parsing 256 KiB of JSON holds the GIL ~2 ms.
+MAX_MESSAGE_BYTES = 256 * 1024
 
 
 # imported by python-engineio when present, never used by the connector
@@ -58,6 +69,35 @@ def _client_class():
     # built on first use: Klippy loads python-socketio only when it connects
     socketio = import_socketio()
     import engineio
+    import websocket
+
+    class BoundedFrames(websocket.frame_buffer):
+        def recv_length(self):
+            super().recv_length()
+            if self.length > MAX_MESSAGE_BYTES:
+                self.on_too_large(self.length)
+                raise websocket.WebSocketPayloadException(
+                    "message of %d bytes" % (self.length,))
+
+    class BoundedMessages(websocket.continuous_frame):
+        # a message sent as many small continuation frames
+        def add(self, frame):
+            held = len(self.cont_data[1]) if self.cont_data else 0
+            if held + len(frame.data) > MAX_MESSAGE_BYTES:
+                self.on_too_large(held + len(frame.data))
+                raise websocket.WebSocketPayloadException(
+                    "message of more than %d bytes" % (MAX_MESSAGE_BYTES,))
+            super().add(frame)
+
+    class CloudWebSocket(websocket.WebSocket):
+        def __init__(self, on_too_large, **options):
+            options["skip_utf8_validation"] = True
+            super().__init__(**options)
+            self.frame_buffer = BoundedFrames(self._recv, True)
+            self.cont_frame = BoundedMessages(
+                options.get("fire_cont_frame", False), True)
+            self.frame_buffer.on_too_large = on_too_large
+            self.cont_frame.on_too_large = on_too_large
 
     class InlineEngineIO(engineio.Client):
         def _trigger_event(self, event, *args, **kwargs):
@@ -90,14 +130,24 @@ def _client_class():
             if isinstance(data, list) and data:
                 self.on_event(data[0], tuple(data[1:]))
 
-    return CloudClient
+    return CloudClient, CloudWebSocket
 
 
-def cloud_client(on_event, on_disconnect):
+def websocket_class():
+    """The WebSocket class the client reads with: (on_too_large, **options)."""
+    return _client_class()[1]
+
+
+def cloud_client(on_event, on_disconnect, on_too_large=lambda size: None):
     """A Socket.IO client that calls on_event(name, args) on its reader
-    thread for every event and on_disconnect() when the link drops."""
-    client = _client_class()(reconnection=False, handle_sigint=False,
-                             logger=False, engineio_logger=False)
+    thread for every event, on_too_large(bytes) there before it drops a
+    message over MAX_MESSAGE_BYTES, and on_disconnect() when the link
+    drops."""
+    client_class, websocket_class = _client_class()
+    client = client_class(
+        reconnection=False, handle_sigint=False, logger=False,
+        engineio_logger=False, websocket_extra_options={
+            "class_": functools.partial(websocket_class, on_too_large)})
     client.on_event = on_event
     client.on("disconnect", lambda *reason: on_disconnect())
     return client

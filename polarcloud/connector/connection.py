@@ -26,7 +26,7 @@ from ..camera import hello_fields, resolve_camera
 from ..identity import detect_mac, identity, local_ip, random_mac
 from ..store import StateProblem, StateStore
 from ..text import clean
-from .cloud_client import cloud_client
+from .cloud_client import MAX_MESSAGE_BYTES, cloud_client
 from .command_queue import CommandQueue
 from .errors import ErrorLog
 from .prints import CloudPrints
@@ -369,7 +369,8 @@ class CloudConnection:
         gen = self.generation
         client = cloud_client(
             lambda name, args: self._receive(gen, (name,) + args),
-            lambda: self.post(self._on_socket_lost, gen))
+            lambda: self.post(self._on_socket_lost, gen),
+            lambda size: self.post(self._on_too_large, gen, size))
         self.connecting = True
         self.publish()
         try:
@@ -449,9 +450,18 @@ class CloudConnection:
         if self._current(gen) is None:
             return   # our own disconnects are never seen: stale generation
         # this one is the cloud's or the network's, so back off
-        self.errors.report("disconnect", "connection to Polar Cloud lost;"
-                           " reconnecting")
+        session = self.session
+        self.errors.report("disconnect", session.lost_because or
+                           "connection to Polar Cloud lost; reconnecting")
         self._drop(self.backoff.next_delay(), failed=True)
+
+    def _on_too_large(self, gen, size):
+        # told before the drop it causes, so the drop can say why
+        session = self._current(gen)
+        if session is not None:
+            session.lost_because = (
+                "Polar Cloud sent a message of %d bytes (at most %d are"
+                " accepted); reconnecting" % (size, MAX_MESSAGE_BYTES))
 
     def _receive(self, gen, args):
         """On the socket's reader thread: queue a cloud event, or drop it

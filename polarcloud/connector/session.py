@@ -23,6 +23,7 @@ class Session:
         self.authenticated = False
         self.hello_camera = None
         self.upload_urls = UploadUrls()
+        self.lost_because = None      # why the cloud's end dropped, if known
 
     def take_challenge(self):
         challenge, self.challenge = self.challenge, None
