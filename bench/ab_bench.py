@@ -48,8 +48,12 @@ class Context:
         self.print_command_rate = args.print_command_rate
         cache = os.path.join(ROOT, ".venv", "bench-cache")
         os.makedirs(cache, exist_ok=True)
-        big = loads.write_gcode(os.path.join(cache, loads.BIG_NAME),
-                                size=100 * 1024 * 1024)
+        # another size is another cache file; the name served stays
+        size_name = ("" if args.download_mb == 100
+                     else "%d-" % (args.download_mb,)) + loads.BIG_NAME
+        big = loads.write_gcode(os.path.join(cache, size_name),
+                                size=args.download_mb * 1024 * 1024)
+        self.cancel_over_api = args.module_cancel == "api"
         long_ = loads.write_gcode(os.path.join(cache, loads.LONG_NAME),
                                   seconds=3600)
         self.files = (big, long_)
@@ -60,7 +64,8 @@ class Context:
 
     def driver_args(self, driver, scn):
         if driver is loads.DownloadCycles:
-            return {"url": self.big_url}
+            return {"url": self.big_url,
+                    "cancel_over_api": self.cancel_over_api}
         if driver is loads.CommandStorm:
             # download cycles start prints: the printing rate applies
             prints = scn.printing or loads.DownloadCycles in scn.drivers
@@ -305,6 +310,13 @@ def main():
                          "100/s Klippy queues more G-code requests than it "
                          "runs while printing, with or without the module, "
                          "until it shuts down)")
+    ap.add_argument("--download-mb", type=int, default=100,
+                    help="size of the download cycles' file (default 100)")
+    ap.add_argument("--module-cancel", choices=("cloud", "api"),
+                    default="cloud",
+                    help="download cycles end module prints with a cloud"
+                         " `cancel` (default) or with CANCEL_PRINT over"
+                         " Klippy's API, as bare windows do")
     ap.add_argument("--no-aa", action="store_true",
                     help="leave out the second bare Klippy (A/A)")
     ap.add_argument("--profile", default=None,

@@ -9,6 +9,7 @@
 # cloud connection, keys, downloads and camera work live in the
 # plain-Python "polarcloud" package next to this file (found through the
 # install symlink) and run off the reactor thread.
+import collections
 import logging
 import os
 import re
@@ -30,6 +31,9 @@ SAMPLE_INTERVAL = .5   # a state change reaches the cloud within ~1 s
 # reply (Klippy's endpoint waits a little longer than the connector)
 WEBHOOK_REGISTER_TIMEOUT = pc_registration.REGISTER_TIMEOUT + 15.
 WEBHOOK_UNREGISTER_TIMEOUT = pc_registration.UNREGISTER_TIMEOUT + 15.
+# what may wait for the next sample rides on its timer; past this many it
+# is handed over at once (a bound, never a loss)
+MAX_DEFERRED = 100
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
 MAX_LOGGED_FAILURES = 20
 
@@ -51,6 +55,7 @@ class PolarCloud(pc_host.Host):
         self.closed = False
         self.started = False
         self.failures = 0
+        self.deferred = collections.deque()    # (callback, args)
         self.sample_timer = self.reactor.register_timer(
             self._sample_event, self.reactor.NOW)
         printer.register_event_handler("klippy:ready", self._handle_ready)
@@ -164,6 +169,7 @@ class PolarCloud(pc_host.Host):
         if not self.started:
             self.started = True
             self.conn.start()
+        self._run_deferred()
         sample = self.sampler.changed(eventtime)
         if sample is not None:
             self.conn.push_sample(sample)
@@ -180,20 +186,43 @@ class PolarCloud(pc_host.Host):
 
     # --- Host: called on the connector thread ---------------------------
 
+    def _guarded(self, callback, *args):
+        # nothing from the cloud may raise into Klippy: an exception
+        # escaping a reactor callback shuts it down
+        try:
+            callback(*args)
+        except Exception:
+            self.failures += 1
+            if self.failures <= MAX_LOGGED_FAILURES:
+                logging.exception("polar_cloud: error on the reactor")
+
+    def _run_deferred(self):
+        while self.deferred:
+            callback, args = self.deferred.popleft()
+            self._guarded(callback, *args)
+
+    def _later(self, callback, *args):
+        """Run callback(*args) on the reactor at the next sample (within
+        SAMPLE_INTERVAL).  Each hand-over wakes the reactor, and after any
+        wake-up it sleeps at least 1 ms, so a timer due meanwhile fires
+        late: what can wait (state for POLAR_STATUS, console lines, the
+        Moonraker notification) waits for a timer that runs anyway."""
+        if self.closed:
+            return
+        self.deferred.append((callback, args))
+        if len(self.deferred) >= MAX_DEFERRED:
+            self._in_reactor(lambda: None)
+
     def _in_reactor(self, callback, *args):
-        """Run callback(*args) on the reactor, guarded: nothing from the
-        cloud may raise into Klippy (an exception escaping a reactor
-        callback shuts it down).  False if this printer is gone."""
+        """Run callback(*args) on the reactor now, guarded, after whatever
+        waits for the next sample (order kept).  False if this printer is
+        gone."""
         if self.closed:
             return False
 
         def run(eventtime):
-            try:
-                callback(*args)
-            except Exception:
-                self.failures += 1
-                if self.failures <= MAX_LOGGED_FAILURES:
-                    logging.exception("polar_cloud: error on the reactor")
+            self._run_deferred()
+            self._guarded(callback, *args)
         try:
             self.reactor.register_async_callback(run)
         except Exception:
@@ -213,13 +242,13 @@ class PolarCloud(pc_host.Host):
         return not self.closed
 
     def publish(self, info):
-        self._in_reactor(setattr, self, "info", info)
+        self._later(setattr, self, "info", info)
 
     def status_sent(self, status):
-        self._in_reactor(self._notify_moonraker, status)
+        self._later(self._notify_moonraker, status)
 
     def console(self, message):
-        self._in_reactor(self.gcode.respond_info, clean(message, 500))
+        self._later(self.gcode.respond_info, clean(message, 500))
 
     def online(self):
         self._in_reactor(lambda: self.conn.set_online_extras(

@@ -1,8 +1,10 @@
 """What the connector asks of the process it lives in.
 
-The Klippy module implements Host and hands every call to Klippy's reactor
-(`reactor.register_async_callback`); the connector's tests implement it
-with a recorder.  Every method is called on the connector thread and must
+The Klippy module implements Host on Klippy's reactor: commands, prints
+and replies at once (`reactor.register_async_callback`); `publish`,
+`status_sent` and `console` with its next printer sample (within 0.5 s),
+so they never wake the reactor on their own.  The connector's tests
+implement it with a recorder.  Every method is called on the connector thread and must
 return at once.
 """
 

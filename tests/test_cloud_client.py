@@ -126,8 +126,11 @@ def websocket_on(data):
     ours, theirs = socket.socketpair()
 
     def send():      # more than a socket buffer holds
-        theirs.sendall(data)
-        theirs.shutdown(socket.SHUT_WR)
+        try:
+            theirs.sendall(data)
+            theirs.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass     # the reader refused the rest and closed its end
     threading.Thread(target=send, daemon=True).start()
     sizes = []
     ws = functools.partial(websocket_class(), sizes.append)(

@@ -187,9 +187,10 @@ class DownloadCycles(Driver):
     period = 6.
     hold = 1.
 
-    def __init__(self, printer, cloud, matched, url):
+    def __init__(self, printer, cloud, matched, url, cancel_over_api=False):
         super().__init__(printer, cloud, matched)
         self.url = url
+        self.cancel_over_api = cancel_over_api
         self.started = []
 
     def loop(self):
@@ -210,6 +211,9 @@ class DownloadCycles(Driver):
         p = self.p
         since = p.events_next()
         t0 = time.monotonic()
+        # wall-clock phase marks: place the probe's worst firings (`wall`)
+        marks = self.stats.setdefault("marks", [])
+        marks.append(("print", time.time()))
         if p.has_module:
             job = "BENCH-%d" % (next(_jobs),)
             mark = self.cloud.mark()
@@ -224,17 +228,21 @@ class DownloadCycles(Driver):
         ev, since = p.wait_event(since, lambda k, v: k == "state"
                                  and v == "printing", timeout=120.)
         self.started.append(p.to_bench(ev[0]) - t0)
+        marks.append(("started", time.time()))
         time.sleep(self.hold)
-        if p.has_module:
+        marks.append(("cancel", time.time()))
+        if p.has_module and not self.cancel_over_api:
             self.cloud.emit("cancel", {"serialNumber": p.serial},
                             serial=p.serial)
         else:
             p.gcode("CANCEL_PRINT")
         p.wait_event(since, lambda k, v: k == "state"
                      and v in ("cancelled", "standby"), timeout=60.)
+        marks.append(("cancelled", time.time()))
         if p.has_module:        # the job is over for the module too
             self.cloud.wait_for("job", lambda d: d.get("jobId") == job,
                                 start=mark, timeout=30.)
+        marks.append(("job", time.time()))
 
 
 def start_long_print(printer):

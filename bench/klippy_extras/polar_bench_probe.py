@@ -13,6 +13,7 @@
 # The reactor's clock is CLOCK_MONOTONIC_RAW, not Python's time.monotonic():
 # the benchmark converts with the offset it measures through "now".
 import bisect
+import gc
 import heapq
 import os
 import time
@@ -35,6 +36,20 @@ class PolarBenchProbe:
         self.print_stats = None
         self.state = None
         self.timer = self.reactor.register_timer(self._tick)
+        # Python's cyclic GC pauses whichever thread allocates, the reactor
+        # included: count them per generation (count, total s, max s)
+        self.gc_pauses = {}
+        self.gc_began = None
+        gc.callbacks.append(self._gc_phase)
+        # every callback handed over from another thread wakes the reactor
+        # (its pipe), and after any wake-up it sleeps at least 1 ms: count
+        self.async_callbacks = 0
+        original = self.reactor.register_async_callback
+
+        def counted(*args, **kwargs):
+            self.async_callbacks += 1
+            return original(*args, **kwargs)
+        self.reactor.register_async_callback = counted
         self.printer.register_event_handler("klippy:ready", self._ready)
         self.printer.register_event_handler("virtual_sdcard:reset_file",
                                             self._file_reset)
@@ -42,6 +57,16 @@ class PolarBenchProbe:
         webhooks.register_endpoint("polar_bench_probe/start", self._start)
         webhooks.register_endpoint("polar_bench_probe/report", self._report)
         webhooks.register_endpoint("polar_bench_probe/events", self._events)
+
+    def _gc_phase(self, phase, info):
+        if phase == "start":
+            self.gc_began = time.perf_counter()
+        elif self.gc_began is not None and self.running:
+            took = time.perf_counter() - self.gc_began
+            c = self.gc_pauses.setdefault(info["generation"], [0, 0., 0.])
+            c[0] += 1
+            c[1] += took
+            c[2] = max(c[2], took)
 
     def _ready(self):
         self.print_stats = self.printer.lookup_object("print_stats", None)
@@ -73,6 +98,8 @@ class PolarBenchProbe:
         self.period = float(web_request.get("period", .001))
         self.samples = []
         self.worst = []
+        self.gc_pauses = {}
+        self.async_callbacks = 0
         self.running = True
         self.started = self.last = now = self.reactor.monotonic()
         self.wake = now + self.period
@@ -98,6 +125,10 @@ class PolarBenchProbe:
             "p50_ms": pct(.5), "p99_ms": pct(.99), "p999_ms": pct(.999),
             "max_ms": samples[-1] * 1000. if n else 0.,
             "stalls_5ms": n - bisect.bisect_right(samples, STALL),
+            "gc": {str(g): {"count": c, "total_ms": round(t * 1000., 2),
+                            "max_ms": round(m * 1000., 2)}
+                   for g, (c, t, m) in sorted(self.gc_pauses.items())},
+            "async_callbacks": self.async_callbacks,
             "worst": worst, "rss_kb": _vm("VmRSS"), "hwm_kb": _vm("VmHWM")})
 
     def _events(self, web_request):
