@@ -391,8 +391,9 @@ class PolarCloud(pc_host.Host):
         completion = self.reactor.completion()
 
         def reply(result):
-            if not self.closed:
-                self.reactor.async_complete(completion, result)
+            # after what waits for the next sample: a status asked for
+            # right after this reply already shows its effect
+            self._in_reactor(completion.complete, result)
         start(reply)
         return completion.wait(self.reactor.monotonic() + timeout)
 
