@@ -449,6 +449,12 @@ def start_download(printer, cloud, files, serial, job_id):
     mark = cloud_print(cloud, serial, job_id, url, name="trickle")
     cloud.wait_for("status", lambda d: d["status"] == 2
                    and d["jobId"] == job_id, start=mark, timeout=20)
+    # status 2 goes out as the worker starts; the crash must find it
+    # fetching (a loaded machine takes a moment to start it)
+    deadline = time.monotonic() + 20
+    while not any(n.startswith(job_id) for n in files.requests):
+        assert time.monotonic() < deadline, "the download never started"
+        time.sleep(0.05)
     return mark
 
 
