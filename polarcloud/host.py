@@ -4,8 +4,8 @@ The Klippy module implements Host on Klippy's reactor: commands, prints
 and replies at once (`reactor.register_async_callback`); `publish`,
 `status_sent` and `console` with its next printer sample (within 0.5 s),
 so they never wake the reactor on their own.  The connector's tests
-implement it with a recorder.  Every method is called on the connector thread and must
-return at once.
+implement it with a recorder.  Every method is called on the connector
+thread and must return at once.
 """
 
 

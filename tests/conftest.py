@@ -1,5 +1,6 @@
 import os
 import sys
+import time
 
 import pytest
 
@@ -122,3 +123,14 @@ def gcode_file(moves=60, feed=6000, pause_line=False):
             lines.append("PAUSE")
     lines.append("M400")
     return ("\n".join(lines) + "\n").encode()
+
+
+def wait_until(pred, timeout=10., what="condition"):
+    """Poll pred() until true; else fail with `what` (a text, or a callable
+    that says what was seen instead)."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() >= deadline:
+            raise AssertionError(what() if callable(what)
+                                 else what + " not reached")
+        time.sleep(0.05)

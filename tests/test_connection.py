@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import EMAIL, PIN
+from conftest import EMAIL, PIN, wait_until as wait
 from polarcloud.connector.cloud_client import MAX_MESSAGE_BYTES
 from polarcloud.connector import connection as C
 from polarcloud.connector import registration as R
@@ -53,15 +53,6 @@ class RecordingHost(Host):
 
     def start_print(self, filename, reply):
         reply("not in this test")
-
-
-def wait(pred, timeout=10., what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(what + " not reached")
 
 
 SNAP = {"klippy": "ready", "state": "standby", "file_loads": 0,

@@ -7,14 +7,7 @@ import time
 
 import websocket
 
-from conftest import EMAIL, PIN, register
-
-
-def wait_until(pred, timeout, why):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, why()
-        time.sleep(0.1)
+from conftest import EMAIL, PIN, register, wait_until
 
 
 def test_register_restart_hello_status(fresh_printer, cloud):

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import SESSION_POLAR_OPTIONS, gcode_file, go_online
+from conftest import SESSION_POLAR_OPTIONS, gcode_file, go_online, wait_until
 from test_e2e_remote import cloud_files, job_events, start_long_print
 
 FULL = os.environ.get("POLAR_CAMPAIGN") == "full"
@@ -451,10 +451,8 @@ def start_download(printer, cloud, files, serial, job_id):
                    and d["jobId"] == job_id, start=mark, timeout=20)
     # status 2 goes out as the worker starts; the crash must find it
     # fetching (a loaded machine takes a moment to start it)
-    deadline = time.monotonic() + 20
-    while not any(n.startswith(job_id) for n in files.requests):
-        assert time.monotonic() < deadline, "the download never started"
-        time.sleep(0.05)
+    wait_until(lambda: any(n.startswith(job_id) for n in files.requests),
+               20, "the download's first request")
     return mark
 
 

@@ -71,22 +71,22 @@ def _client_class():
     import engineio
     import websocket
 
+    def check_size(size, on_too_large):
+        if size > MAX_MESSAGE_BYTES:
+            on_too_large(size)
+            raise websocket.WebSocketPayloadException(
+                "message of %d bytes" % (size,))
+
     class BoundedFrames(websocket.frame_buffer):
         def recv_length(self):
             super().recv_length()
-            if self.length > MAX_MESSAGE_BYTES:
-                self.on_too_large(self.length)
-                raise websocket.WebSocketPayloadException(
-                    "message of %d bytes" % (self.length,))
+            check_size(self.length, self.on_too_large)
 
     class BoundedMessages(websocket.continuous_frame):
         # a message sent as many small continuation frames
         def add(self, frame):
             held = len(self.cont_data[1]) if self.cont_data else 0
-            if held + len(frame.data) > MAX_MESSAGE_BYTES:
-                self.on_too_large(held + len(frame.data))
-                raise websocket.WebSocketPayloadException(
-                    "message of more than %d bytes" % (MAX_MESSAGE_BYTES,))
+            check_size(held + len(frame.data), self.on_too_large)
             super().add(frame)
 
     class CloudWebSocket(websocket.WebSocket):

@@ -447,10 +447,10 @@ class CloudConnection:
         return session if session and session.generation == gen else None
 
     def _on_socket_lost(self, gen):
-        if self._current(gen) is None:
+        session = self._current(gen)
+        if session is None:
             return   # our own disconnects are never seen: stale generation
         # this one is the cloud's or the network's, so back off
-        session = self.session
         self.errors.report("disconnect", session.lost_because or
                            "connection to Polar Cloud lost; reconnecting")
         self._drop(self.backoff.next_delay(), failed=True)
