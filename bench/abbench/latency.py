@@ -45,8 +45,7 @@ def print_start(ctx, tries):
             ctx.cloud.emit("print", {"serialNumber": p.serial, "jobId": job,
                                      "jobName": "start", "gcodeFile":
                                      ctx.big_url}, serial=p.serial)
-            ev, _ = p.wait_event(since, lambda k, v: k == "sd_reset",
-                                 timeout=120.)
+            ev, _ = p.wait_event(since, "sd_reset", timeout=120.)
             cloud.append(p.to_bench(ev[0]) - t0)
             p.h.wait_print_state(["printing"], timeout=30.)
             ctx.cloud.emit("cancel", {"serialNumber": p.serial},
@@ -90,7 +89,7 @@ def pause_and_wire(ctx, kind, tries, wire_tries):
                                serial=p.serial)
             else:
                 p.gcode("PAUSE")
-            ev, since = p.wait_event(since, lambda k, v: v == "paused",
+            ev, since = p.wait_event(since, "state", ["paused"],
                                      timeout=30.)
             paused.append(p.to_bench(ev[0]) - t0)
             if p.has_module:
@@ -102,7 +101,7 @@ def pause_and_wire(ctx, kind, tries, wire_tries):
                                serial=p.serial)
             else:
                 p.gcode("RESUME")
-            p.wait_event(since, lambda k, v: v == "printing", timeout=30.)
+            p.wait_event(since, "state", ["printing"], timeout=30.)
             time.sleep(random.uniform(.3, .8))
         p.probe_report()
     out["pause_to_paused_s"] = spread(paused)

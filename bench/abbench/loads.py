@@ -225,8 +225,8 @@ class DownloadCycles(Driver):
             fetched = os.path.join(p.h.gcodes, FETCHED_NAME)
             curl_fsync(self.url, fetched, keep=True)
             p.gcode('SDCARD_PRINT_FILE FILENAME="%s"' % (FETCHED_NAME,))
-        ev, since = p.wait_event(since, lambda k, v: k == "state"
-                                 and v == "printing", timeout=120.)
+        ev, since = p.wait_event(since, "state", ["printing"],
+                                 timeout=120.)
         self.started.append(p.to_bench(ev[0]) - t0)
         marks.append(("started", time.time()))
         time.sleep(self.hold)
@@ -236,8 +236,8 @@ class DownloadCycles(Driver):
                             serial=p.serial)
         else:
             p.gcode("CANCEL_PRINT")
-        p.wait_event(since, lambda k, v: k == "state"
-                     and v in ("cancelled", "standby"), timeout=60.)
+        p.wait_event(since, "state", ["cancelled", "standby"],
+                     timeout=60.)
         marks.append(("cancelled", time.time()))
         if p.has_module:        # the job is over for the module too
             self.cloud.wait_for("job", lambda d: d.get("jobId") == job,

@@ -123,18 +123,18 @@ class BenchPrinter:
         r = self.call("polar_bench_probe/events", {"since": since})
         return r["events"], r["next"]
 
-    def wait_event(self, since, pred, timeout=60., poll=.05):
-        """First probe event at index >= since matching pred(kind, value);
-        returns (event, next index)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            events, nxt = self.events_since(since)
-            for i, ev in enumerate(events):
-                if pred(ev[1], ev[2]):
-                    return ev, since + i + 1
-            since = nxt
-            time.sleep(poll)
-        raise TimeoutError("probe event not seen on %s" % (self.kind,))
+    def wait_event(self, since, kind, values=None, timeout=60.):
+        """First probe event at index >= since of this kind (and one of
+        these values); returns (event, next index).  Klippy waits for it,
+        so watching costs one request in every window."""
+        try:
+            r = self.call("polar_bench_probe/wait",
+                          {"since": since, "kind": kind, "values": values,
+                           "timeout": timeout}, timeout=timeout + 10.)
+        except Exception as e:
+            raise TimeoutError("probe event not seen on %s: %s"
+                               % (self.kind, e))
+        return r["event"], r["next"]
 
     def events_next(self):
         return self.events_since(0)[1]

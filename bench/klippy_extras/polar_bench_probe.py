@@ -10,6 +10,12 @@
 #                            (at 10 ms) until Klippy stops
 #   polar_bench_probe/events {since}   print_stats state changes (seen by the
 #                            timer) and SD file loads, with reactor times
+#   polar_bench_probe/wait {since, kind, values, timeout}
+#                            the first such event at index >= since, waited
+#                            for in Klippy: one request per wait, the same in
+#                            every window (a client polling /events wakes the
+#                            reactor 20 times a second, and only where it
+#                            waits rather than blocks in a G-code call)
 # The reactor's clock is CLOCK_MONOTONIC_RAW, not Python's time.monotonic():
 # the benchmark converts with the offset it measures through "now".
 import bisect
@@ -33,6 +39,7 @@ class PolarBenchProbe:
         self.started = self.last = 0.
         self.wake = self.reactor.NEVER
         self.events = []         # [reactor time, kind, value]
+        self.waiters = []        # [since, kind, values, completion]
         self.print_stats = None
         self.state = None
         self.timer = self.reactor.register_timer(self._tick)
@@ -57,6 +64,7 @@ class PolarBenchProbe:
         webhooks.register_endpoint("polar_bench_probe/start", self._start)
         webhooks.register_endpoint("polar_bench_probe/report", self._report)
         webhooks.register_endpoint("polar_bench_probe/events", self._events)
+        webhooks.register_endpoint("polar_bench_probe/wait", self._wait)
 
     def _gc_phase(self, phase, info):
         if phase == "start":
@@ -72,7 +80,21 @@ class PolarBenchProbe:
         self.print_stats = self.printer.lookup_object("print_stats", None)
 
     def _file_reset(self):
-        self.events.append([self.reactor.monotonic(), "sd_reset", None])
+        self._event(self.reactor.monotonic(), "sd_reset", None)
+
+    def _event(self, now, kind, value):
+        self.events.append([now, kind, value])
+        for waiter in self.waiters:
+            found = self._find(*waiter[:3])
+            if found is not None:
+                waiter[3].complete(found)
+
+    def _find(self, since, kind, values):
+        for i in range(since, len(self.events)):
+            ev = self.events[i]
+            if ev[1] == kind and (values is None or ev[2] in values):
+                return i
+        return None
 
     def _tick(self, eventtime):
         # the reactor's eventtime is taken before earlier timers in the same
@@ -90,7 +112,7 @@ class PolarBenchProbe:
             state = self.print_stats.get_status(now)["state"]
             if state != self.state:
                 self.state = state
-                self.events.append([now, "state", state])
+                self._event(now, "state", state)
         self.wake = now + (self.period if self.running else .01)
         return self.wake
 
@@ -125,6 +147,9 @@ class PolarBenchProbe:
             "p50_ms": pct(.5), "p99_ms": pct(.99), "p999_ms": pct(.999),
             "max_ms": samples[-1] * 1000. if n else 0.,
             "stalls_5ms": n - bisect.bisect_right(samples, STALL),
+            # one wake-up of the reactor (a request, a hand-over) makes the
+            # next firing late by up to its period: these count them
+            "over_0_5ms": n - bisect.bisect_right(samples, .0005),
             "gc": {str(g): {"count": c, "total_ms": round(t * 1000., 2),
                             "max_ms": round(m * 1000., 2)}
                    for g, (c, t, m) in sorted(self.gc_pauses.items())},
@@ -136,6 +161,24 @@ class PolarBenchProbe:
         web_request.send({"events": self.events[since:],
                           "next": len(self.events),
                           "now": self.reactor.monotonic()})
+
+    def _wait(self, web_request):
+        since = int(web_request.get("since", 0))
+        kind = web_request.get_str("kind")
+        values = web_request.get("values", None)
+        timeout = float(web_request.get("timeout", 60.))
+        found = self._find(since, kind, values)
+        if found is None:
+            waiter = [since, kind, values, self.reactor.completion()]
+            self.waiters.append(waiter)
+            try:
+                found = waiter[3].wait(self.reactor.monotonic() + timeout)
+            finally:
+                self.waiters.remove(waiter)
+        if found is None:
+            raise web_request.error("no %s event %r in %.0f s"
+                                    % (kind, values, timeout))
+        web_request.send({"event": self.events[found], "next": found + 1})
 
 
 def _vm(key):
