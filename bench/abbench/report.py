@@ -8,6 +8,7 @@ METRICS = [  # (key, label, format)
     ("p999_ms", "p99.9 lateness ms", "%.2f"),
     ("max_ms", "max lateness ms", "%.1f"),
     ("stalls_5ms", "firings > 5 ms", "%d"),
+    ("over_0_5ms", "firings > 0.5 ms", "%d"),
     ("firings_per_s", "firings/s", "%.0f"),
     ("cpu_pct", "Klippy CPU %", "%.2f"),
     ("children_cpu_pct", "children CPU %", "%.2f"),
@@ -15,7 +16,7 @@ METRICS = [  # (key, label, format)
     ("children_rss_max_mib", "children RSS max MiB", "%.1f"),
 ]
 PROBE_ONLY = {"p50_ms", "p99_ms", "p999_ms", "max_ms", "stalls_5ms",
-              "firings_per_s"}
+              "over_0_5ms", "firings_per_s"}
 RATIO_TARGET = 1.2           # p99, max, stalls: module / bare
 TARGETED = ("p99_ms", "max_ms", "stalls_5ms")
 IDLE_CPU_TARGET = .08        # % of a core added while connected and idle
