@@ -47,6 +47,7 @@ class PolarBenchProbe:
         # included: count them per generation (count, total s, max s)
         self.gc_pauses = {}
         self.gc_began = None
+        self.wakeups = {}
         gc.callbacks.append(self._gc_phase)
         # every callback handed over from another thread wakes the reactor
         # (its pipe), and after any wake-up it sleeps at least 1 ms: count
@@ -116,8 +117,35 @@ class PolarBenchProbe:
         self.wake = now + (self.period if self.running else .01)
         return self.wake
 
+    def _count_wakeups(self):
+        """Count, by name, the fd handlers and timers run from now on
+        (timers registered later, such as hand-overs, are not wrapped:
+        async_callbacks counts those)."""
+        self.wakeups = counts = {}
+
+        def counted(name, callback):
+            if getattr(callback, "polar_bench_counted", False):
+                callback = callback.__wrapped__
+
+            def run(eventtime):
+                counts[name] = counts.get(name, 0) + 1
+                return callback(eventtime)
+            run.polar_bench_counted = True
+            run.__wrapped__ = callback
+            return run
+        for handler in list(getattr(self.reactor, "_fds", {}).values()):
+            cb = getattr(handler, "read_callback", None)
+            if cb is not None:
+                handler.read_callback = counted(
+                    "fd " + _name(cb), cb)
+        for timer in list(self.reactor._timers):
+            if timer is not self.timer:
+                timer.callback = counted("timer " + _name(timer.callback),
+                                         timer.callback)
+
     def _start(self, web_request):
         self.period = float(web_request.get("period", .001))
+        self._count_wakeups()
         self.samples = []
         self.worst = []
         self.gc_pauses = {}
@@ -154,6 +182,7 @@ class PolarBenchProbe:
                             "max_ms": round(m * 1000., 2)}
                    for g, (c, t, m) in sorted(self.gc_pauses.items())},
             "async_callbacks": self.async_callbacks,
+            "wakeups": dict(sorted(self.wakeups.items())),
             "worst": worst, "rss_kb": _vm("VmRSS"), "hwm_kb": _vm("VmHWM")})
 
     def _events(self, web_request):
@@ -179,6 +208,11 @@ class PolarBenchProbe:
             raise web_request.error("no %s event %r in %.0f s"
                                     % (kind, values, timeout))
         web_request.send({"event": self.events[found], "next": found + 1})
+
+
+def _name(callback):
+    callback = getattr(callback, "__wrapped__", callback)
+    return getattr(callback, "__qualname__", type(callback).__name__)
 
 
 def _vm(key):
