@@ -123,25 +123,22 @@ class PolarBenchProbe:
         async_callbacks counts those)."""
         self.wakeups = counts = {}
 
-        def counted(name, callback):
-            if getattr(callback, "polar_bench_counted", False):
-                callback = callback.__wrapped__
+        def counted(kind, callback):
+            callback = _unwrapped(callback)     # counted by an earlier start
+            name = "%s %s" % (kind, getattr(callback, "__qualname__",
+                                            type(callback).__name__))
 
             def run(eventtime):
                 counts[name] = counts.get(name, 0) + 1
                 return callback(eventtime)
-            run.polar_bench_counted = True
-            run.__wrapped__ = callback
+            run.polar_bench_inner = callback
             return run
         for handler in list(getattr(self.reactor, "_fds", {}).values()):
-            cb = getattr(handler, "read_callback", None)
-            if cb is not None:
-                handler.read_callback = counted(
-                    "fd " + _name(cb), cb)
+            if getattr(handler, "read_callback", None) is not None:
+                handler.read_callback = counted("fd", handler.read_callback)
         for timer in list(self.reactor._timers):
             if timer is not self.timer:
-                timer.callback = counted("timer " + _name(timer.callback),
-                                         timer.callback)
+                timer.callback = counted("timer", timer.callback)
 
     def _start(self, web_request):
         self.period = float(web_request.get("period", .001))
@@ -210,9 +207,8 @@ class PolarBenchProbe:
         web_request.send({"event": self.events[found], "next": found + 1})
 
 
-def _name(callback):
-    callback = getattr(callback, "__wrapped__", callback)
-    return getattr(callback, "__qualname__", type(callback).__name__)
+def _unwrapped(callback):
+    return getattr(callback, "polar_bench_inner", callback)
 
 
 def _vm(key):
