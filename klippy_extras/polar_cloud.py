@@ -205,8 +205,9 @@ class PolarCloud(pc_host.Host):
         """Run callback(*args) on the reactor at the next sample (within
         SAMPLE_INTERVAL).  Each hand-over wakes the reactor, and after any
         wake-up it sleeps at least 1 ms, so a timer due meanwhile fires
-        late: what can wait (state for POLAR_STATUS, console lines, the
-        Moonraker notification) waits for a timer that runs anyway."""
+        late: what can wait (routine cloud commands, state for POLAR_STATUS,
+        console lines, the Moonraker notification) waits for a timer that
+        runs anyway."""
         if self.closed:
             return
         self.deferred.append((callback, args))
@@ -254,8 +255,11 @@ class PolarCloud(pc_host.Host):
         self._in_reactor(lambda: self.conn.set_online_extras(
             self.remote.online_extras()))
 
-    def run_commands(self, commands, done):
-        self._in_reactor(self._run_commands, commands, done)
+    def run_commands(self, commands, urgent, done):
+        # a routine batch waits for the next sample: a storm of cloud
+        # commands then costs the reactor no wake-up of its own
+        hand_over = self._in_reactor if urgent else self._later
+        hand_over(self._run_commands, commands, done)
 
     def start_print(self, filename, reply):
         def start():

@@ -1,9 +1,9 @@
 """What the connector asks of the process it lives in.
 
-The Klippy module implements Host on Klippy's reactor: commands, prints
-and replies at once (`reactor.register_async_callback`); `publish`,
-`status_sent` and `console` with its next printer sample (within 0.5 s),
-so they never wake the reactor on their own.  The connector's tests
+The Klippy module implements Host on Klippy's reactor: urgent commands,
+prints and replies at once (`reactor.register_async_callback`); routine
+commands, `publish`, `status_sent` and `console` with its next printer
+sample (within 0.5 s), so they never wake the reactor on their own.  The connector's tests
 implement it with a recorder.  Every method is called on the connector
 thread and must return at once.
 """
@@ -33,9 +33,10 @@ class Host:
         without telling us); the connection then stops."""
         raise NotImplementedError
 
-    def run_commands(self, commands, done):
+    def run_commands(self, commands, urgent, done):
         """Carry out cloud commands, a list of (event, data) in order, on
-        the printer; call done() when finished."""
+        the printer (at once when urgent, else within 0.5 s, after any
+        earlier batch); call done() when finished."""
         raise NotImplementedError
 
     def start_print(self, filename, reply):

@@ -12,10 +12,12 @@ from test_connection import RecordingHost
 class Printer:
     def __init__(self):
         self.batches = []
+        self.urgent = []
         self.lines = []
 
-    def run(self, batch):
+    def run(self, batch, urgent):
         self.batches.append(batch)
+        self.urgent.append(urgent)
 
 
 def queue():
@@ -56,11 +58,36 @@ def test_pause_and_cancel_jump_the_queue_and_are_never_refused():
     for i in range(1000):
         q.add("command", {"n": i}, 0.)
     q.add("pause", {}, 0.)
-    q.add("pause", {}, 0.)          # a repeat is merged
     q.add("cancel", {}, 0.)
-    q.batch_done()
-    assert p.batches[1][:2] == [("pause", {}), ("cancel", {})]
+    q.add("cancel", {}, 0.)         # a repeat still queued is merged
     assert q.refused == 1000 - Q.BURST
+    # the pause passes the routine batch waiting for the printer's sample
+    assert p.urgent == [False, True]
+    assert p.batches[1][0] == ("pause", {})
+    assert q.queue == [("cancel", {})]
+    q.batch_done()                  # the routine batch
+    q.batch_done()                  # the pause
+    assert p.batches[2] == [("cancel", {})] and p.urgent[2]
+
+
+def test_one_urgent_batch_passes_a_waiting_routine_one_and_no_more():
+    p, q = queue()
+    q.add("command", {"n": 1}, 0.)
+    q.add("command", {"n": 2}, 0.)
+    q.add("pause", {}, 0.)
+    assert p.batches == [[("command", {"n": 1})],
+                         [("pause", {}), ("command", {"n": 2})]]
+    assert p.urgent == [False, True]
+    q.add("resume", {}, 0.)         # waits: an urgent batch is in flight
+    q.add("command", {"n": 3}, 0.)
+    assert len(p.batches) == 2
+    q.batch_done()
+    q.batch_done()
+    assert p.batches[2] == [("resume", {}), ("command", {"n": 3})]
+    assert p.urgent[2]
+    q.batch_done()
+    q.add("command", {"n": 4}, 0.)
+    assert p.batches[3] == [("command", {"n": 4})] and not p.urgent[3]
 
 
 def test_rate_after_the_burst():

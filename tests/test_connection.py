@@ -47,7 +47,7 @@ class RecordingHost(Host):
     def check_alive(self):
         return True
 
-    def run_commands(self, commands, done):
+    def run_commands(self, commands, urgent, done):
         self.commands.extend(commands)
         done()
 

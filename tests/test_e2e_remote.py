@@ -5,6 +5,7 @@ import time
 import pytest
 
 from conftest import gcode_file
+from polarcloud.connector import command_queue as Q
 
 
 def cloud_files(printer, hidden=False):
@@ -177,6 +178,45 @@ def test_jog_refused_while_printing(online, printer, cloud):
     assert [j["state"] for j in job_events(cloud, mark)] == [
         "canceled", "canceled"]
     assert "other_cloud_KL1-1004.gcode" not in cloud_files(printer)
+
+
+def test_a_storm_of_1000_commands_is_bounded_and_a_pause_still_runs(
+        online, printer, cloud):
+    """1000 cloud commands at once during a print, a pause in the middle:
+    a burst of them runs (routine batches wait for the printer's next
+    sample), the rest is refused and told in one console line when it
+    starts and one when it is over, the pause passes whatever waits,
+    Klippy stays ready and the cloud's status tells the truth."""
+    serial = online
+    _url, mark = start_long_print(printer, cloud, serial, "KL1-1005",
+                                  "storm", moves=600)
+    start = len(printer.klippy.output)
+    storm = [("command", ({"serialNumber": serial,
+                           "command": "M140 S%d" % (i + 1)},))
+             for i in range(1000)]
+    storm.insert(500, ("pause", ({"serialNumber": serial},)))
+    cloud.emit_many(storm, serial=serial)
+    printer.wait_print_state(["paused"])
+    cloud.wait_for("status", lambda d: d["status"] == 4, start=mark)
+    over = printer.klippy.wait_output(
+        lambda l: "cloud commands in that burst" in l, start=start,
+        timeout=Q.BURST / Q.RATE + 20)
+    refused = int(over.split("refused ")[1].split()[0])
+    assert Q.BURST <= 1000 - refused < 1000 / 2
+    said = [l for l in printer.klippy.output[start:] if "Polar Cloud:" in l
+            and "command" in l]
+    assert len(said) == 2 and "refusing the excess" in said[0], said
+    assert printer.klippy.call("info")["state"] == "ready"
+    target = printer.klippy.query(heater_bed=["target"])["heater_bed"][
+        "target"]
+    assert target >= Q.BURST           # the burst ran, in order
+    cloud.wait_for("status", lambda d: d.get("targetBed") == target
+                   and d["status"] == 4, start=mark)
+    cloud.emit("cancel", {"serialNumber": serial}, serial=serial)
+    cloud.wait_for("job", lambda d: d["jobId"] == "KL1-1005", start=mark)
+    wait_idle(printer, cloud, serial)
+    printer.klippy.gcode("M140 S0")
+    assert [j["state"] for j in job_events(cloud, mark)] == ["canceled"]
 
 
 BIG = 1024 * 1024 + 10

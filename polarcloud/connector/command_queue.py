@@ -2,8 +2,11 @@
 bounds its clients.
 
 One batch at a time runs on Klippy's reactor (one callback, not one per
-command); `pause`, `resume` and `cancel` go to the front and are never
-refused.  Everything else passes a token bucket (a burst of BURST, then
+command), and a routine batch waits there for the printer's next sample
+(within 0.5 s) so a storm never wakes the reactor on its own.  `pause`,
+`resume` and `cancel` go to the front, are never refused, and run at once:
+an urgent batch may pass a routine one still waiting (the reactor runs the
+waiting one first, so the order holds).  Everything else passes a token bucket (a burst of BURST, then
 RATE a second); the excess is refused, counted, and told in one console
 line when a burst starts and one when it is over (the bucket is full
 again), never silently.
@@ -23,12 +26,13 @@ URGENT = ("pause", "resume", "cancel")
 
 class CommandQueue:
     def __init__(self, run_batch, console):
-        """run_batch(commands, done): hand [(event, data)] to the printer,
-        done() when carried out; console(text): one line for the owner."""
+        """run_batch(commands, urgent): hand [(event, data)] to the printer
+        (at once when urgent, else with its next sample), then batch_done()
+        when carried out; console(text): one line for the owner."""
         self.run_batch = run_batch
         self.console = console
         self.queue = []
-        self.in_flight = False
+        self.in_flight = []     # urgent or not, oldest first
         self.tokens = float(BURST)
         self.refilled_at = None
         self.refused = 0
@@ -47,7 +51,7 @@ class CommandQueue:
         self._pump()
 
     def batch_done(self):
-        self.in_flight = False
+        self.in_flight.pop(0)   # batches end in the order they were handed
         self._pump()
 
     def tick(self, now):
@@ -75,11 +79,14 @@ class CommandQueue:
             self.refused = 0
 
     def _pump(self):
-        if self.in_flight or not self.queue:
+        if not self.queue:
+            return
+        urgent = self.queue[0][0] in URGENT
+        if self.in_flight and not (urgent and self.in_flight == [False]):
             return
         batch, self.queue = self.queue[:MAX_BATCH], self.queue[MAX_BATCH:]
-        self.in_flight = True
-        self.run_batch(batch)
+        self.in_flight.append(urgent)
+        self.run_batch(batch, urgent)
 
     def next_wakeup(self):
         """When the end of a refused burst should be told (None: no need)."""

@@ -587,8 +587,8 @@ class CloudConnection:
         self.commands.add(event, data if isinstance(data, dict) else {},
                           time.monotonic())
 
-    def _run_batch(self, batch):
-        self.host.run_commands(batch, lambda: self.post(
+    def _run_batch(self, batch, urgent):
+        self.host.run_commands(batch, urgent, lambda: self.post(
             self.commands.batch_done))
 
     # --- after hello -----------------------------------------------------
