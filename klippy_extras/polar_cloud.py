@@ -180,7 +180,7 @@ class PolarCloud(pc_host.Host):
             self.conn.push_sample(sample)
 
     def _push_fresh_sample(self):
-        """After cloud commands or a shutdown: report the effect at once."""
+        """After a shutdown or a cloud print's start: report it at once."""
         self.conn.push_sample(self.sampler.fresh(self.reactor.monotonic()),
                               force=True)
 
@@ -278,7 +278,11 @@ class PolarCloud(pc_host.Host):
                     if self.failures <= MAX_LOGGED_FAILURES:
                         logging.exception("polar_cloud: %s from the cloud"
                                           " failed", event)
-            self._push_fresh_sample()
+            # their effect at once, but a storm of commands that change
+            # nothing the cloud sees (M105) costs no status at all
+            sample = self.sampler.changed(self.reactor.monotonic())
+            if sample is not None:
+                self.conn.push_sample(sample, force=True)
         finally:
             done()
 

@@ -145,7 +145,7 @@ class StatusCadence:
     """Decides when a freshly built status must go out.
 
     At once when the status code, job id or a target changes (and after
-    cloud commands); temperature changes of >= 1 C at most every 5 s; a
+    cloud commands that changed the printer's state); temperature changes of >= 1 C at most every 5 s; a
     heartbeat every 10 s while printing or hot, every 60 s otherwise.  Two
     statuses are never closer than MIN_GAP: what comes sooner waits and
     goes out as one status with the newest state (a burst of cloud

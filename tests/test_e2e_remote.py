@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from conftest import gcode_file
+from conftest import gcode_file, wait_until
 from polarcloud.connector import command_queue as Q
 
 
@@ -157,6 +157,38 @@ def test_temperature_and_gcode_and_macros(online, printer, cloud):
                            "command": "M140 S0\nM104 S0"}, serial=serial)
     cloud.wait_for("status", lambda d: d.get("targetBed") == 0.0
                    and d.get("targetTool0") == 0.0, start=mark, timeout=5)
+
+
+def test_commands_that_change_nothing_cost_no_status(online, printer,
+                                                    cloud):
+    """A command's effect is reported at once; commands that change
+    nothing the cloud sees (M105) send no status (the idle heartbeat is a
+    minute away)."""
+    serial = online
+    printer.klippy.gcode("M140 S0\nM104 S0")
+
+    def cold():
+        temps = printer.klippy.query(extruder=["temperature"],
+                                     heater_bed=["temperature"])
+        return all(t["temperature"] == 25. for t in temps.values())
+    # cooling would send a status every 5 s (the toy thermal model settles
+    # on 25 C exactly)
+    wait_until(cold, timeout=60, what="heaters at 25 C")
+    time.sleep(1.)          # statuses for earlier changes are out
+    mark = cloud.mark()
+    start = len(printer.klippy.output)
+    for _ in range(5):
+        cloud.emit("command", {"serialNumber": serial, "command": "M105"},
+                   serial=serial)
+    wait_until(lambda: len([l for l in printer.klippy.output[start:]
+                            if "B:" in l]) == 5, what="5 M105 answers")
+    time.sleep(1.5)         # a status would follow within 0.5 s + a sample
+    assert statuses(cloud, serial, mark) == []
+    cloud.emit("command", {"serialNumber": serial, "command": "M140 S7"},
+               serial=serial)
+    cloud.wait_for("status", lambda d: d.get("targetBed") == 7.0,
+                   start=mark, timeout=3)
+    printer.klippy.gcode("M140 S0")
 
 
 def test_jog_refused_while_printing(online, printer, cloud):
