@@ -278,11 +278,11 @@ class PolarCloud(pc_host.Host):
                     if self.failures <= MAX_LOGGED_FAILURES:
                         logging.exception("polar_cloud: %s from the cloud"
                                           " failed", event)
-            # their effect at once, but a storm of commands that change
-            # nothing the cloud sees (M105) costs no status at all
-            sample = self.sampler.changed(self.reactor.monotonic())
-            if sample is not None:
-                self.conn.push_sample(sample, force=True)
+            # Not forced: a status goes at once when the code, job or a
+            # target changed (PAUSE, M140), and a storm of commands that
+            # change nothing else (M105, while printing too, where every
+            # sample differs in its durations) costs no status.
+            self._push_sample(self.sampler.changed(self.reactor.monotonic()))
         finally:
             done()
 

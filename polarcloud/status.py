@@ -99,7 +99,6 @@ def build_status(serial, code, sample, job, now_epoch):
     }
     if active and not job.get("downloading"):
         printed = sample.get("print_duration") or 0.
-        elapsed = sample.get("total_duration") or 0.
         pct = percent(sample)
         # estimatedTime: estimated total print time (elapsed printing time
         # scaled by byte progress) once 1% is done; "0" before that.
@@ -109,8 +108,8 @@ def build_status(serial, code, sample, job, now_epoch):
         st["printSeconds"] = int(printed)
         st["bytesRead"] = int(sample.get("file_position") or 0)
         st["fileSize"] = int(sample.get("file_size") or 0)
-        if elapsed > 0:
-            st["startTime"] = _iso_utc(now_epoch - elapsed)
+        if job.get("print_start_epoch"):
+            st["startTime"] = _iso_utc(job["print_start_epoch"])
     elif active and job.get("downloading"):
         st["startTime"] = _iso_utc(job.get("started_epoch", now_epoch))
     temps = sample.get("temps") or {}
@@ -144,9 +143,10 @@ def is_active(status):
 class StatusCadence:
     """Decides when a freshly built status must go out.
 
-    At once when the status code, job id or a target changes (and after
-    cloud commands that changed the printer's state); temperature changes of >= 1 C at most every 5 s; a
-    heartbeat every 10 s while printing or hot, every 60 s otherwise.  Two
+    At once when the status code, job id or a target changes (so a cloud
+    command's visible effect, too); temperature changes of >= 1 C at most
+    every 5 s; a heartbeat every 10 s while printing or hot, every 60 s
+    otherwise.  Two
     statuses are never closer than MIN_GAP: what comes sooner waits and
     goes out as one status with the newest state (a burst of cloud
     commands costs one status, not one each)."""
