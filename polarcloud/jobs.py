@@ -264,6 +264,9 @@ class JobTracker:
                "bytesRead": int(sample.get("file_position") or 0),
                "fileSize": int(sample.get("file_size") or 0)}
         self.job["stats"] = {k: max(old[k], new[k]) for k in new}
+        if sample.get("start_epoch"):
+            # the first one stays: the cloud sees one start time per job
+            self.job.setdefault("print_start_epoch", sample["start_epoch"])
 
     def _end(self, state, sequence, now):
         job = self.job

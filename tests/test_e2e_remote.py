@@ -189,6 +189,23 @@ def test_commands_that_change_nothing_cost_no_status(online, printer,
     cloud.wait_for("status", lambda d: d.get("targetBed") == 7.0,
                    start=mark, timeout=3)
     printer.klippy.gcode("M140 S0")
+    # while printing (every sample differs in its durations) the commands
+    # still run, and the statuses that go (this printer's 1 s heartbeat)
+    # all give the job one start time
+    start_long_print(printer, cloud, serial, "KL1-1006", "noop", moves=600)
+    mark = cloud.mark()
+    start = len(printer.klippy.output)
+    for _ in range(10):
+        cloud.emit("command", {"serialNumber": serial, "command": "M105"},
+                   serial=serial)
+        time.sleep(0.3)
+    wait_until(lambda: len([l for l in printer.klippy.output[start:]
+                            if "B:" in l]) == 10, what="10 M105 answers")
+    starts = {s["startTime"] for s in statuses(cloud, serial, mark)}
+    assert len(starts - {"0"}) == 1, starts
+    cloud.emit("cancel", {"serialNumber": serial}, serial=serial)
+    cloud.wait_for("job", lambda d: d["jobId"] == "KL1-1006", start=mark)
+    wait_idle(printer, cloud, serial)
 
 
 def test_jog_refused_while_printing(online, printer, cloud):

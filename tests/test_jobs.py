@@ -76,6 +76,27 @@ def test_events_survive_a_restart_until_acknowledged():
     assert [e["state"] for e in drain(restored)] == ["completed"] * 3
 
 
+def test_the_cloud_sees_one_start_time_per_job():
+    # each sample's start (wall clock - total_duration) jitters by the
+    # time between reading the two; the job keeps the first
+    r = StatusReporter(Settings(status_interval=1.))
+    r.on_sample(sample(loads=0), 0.)
+    sent = []
+
+    def emit(event, data):
+        sent.append(data)
+        return True
+    for i, start in enumerate((1_700_000_000.9, 1_700_000_001.2,
+                               1_700_000_000.1)):
+        r.on_sample(sample("printing", loads=1, start_epoch=start), 1. + i)
+        r.send("KL1", emit, 1. + i)
+    assert [s["startTime"] for s in sent] == ["2023-11-14T22:13:20Z"] * 3
+    r.on_sample(sample("printing", loads=2, filename="b.gcode",
+                       start_epoch=1_700_000_100.), 5.)
+    r.send("KL1", emit, 5.)
+    assert sent[-1]["startTime"] == "2023-11-14T22:15:00Z"   # the next job
+
+
 def reporter_with_events(n):
     r = StatusReporter(Settings(status_interval=1.))
     r.on_sample(sample(loads=0), 0.)

@@ -45,12 +45,14 @@ def test_status_mapping(s, job, code):
 
 def test_status_fields_printing_cloud_job():
     st = S.build_status("KL000123", P.PRINTING, snap(state="printing"),
-                        CLOUD, 1_700_000_000)
+                        dict(CLOUD, print_start_epoch=1_700_000_000.4),
+                        1_700_000_012)
     assert st["status"] == 3 and st["jobId"] == "KL1-77"
     assert st["progressDetail"] == "Printing Job: a Percent Complete: 50.0%"
     assert st["printSeconds"] == 10 and st["bytesRead"] == 500
     assert st["fileSize"] == 1000 and st["filamentUsed"] == "50"
-    assert st["estimatedTime"] == "20" and st["startTime"].endswith("Z")
+    assert st["estimatedTime"] == "20"
+    assert st["startTime"] == "2023-11-14T22:13:20Z"
     assert st["tool0"] == 200.0 and st["targetBed"] == 60.0
     assert "tool1" not in st     # absent heaters are not invented
 

@@ -5,8 +5,9 @@ A sample is pushed to the connector when it changes (temperatures in
 TEMP_STEP steps), so an idle printer costs the connector nothing.
 """
 import logging
+import time
 
-from ..printer import HEATERS
+from ..printer import ACTIVE_PRINT_STATES, HEATERS
 
 TEMP_STEP = 0.5     # finer than the 1 C a status cares about
 
@@ -75,6 +76,10 @@ class PrinterSampler:
                           total_duration=ps["total_duration"],
                           filament_used=ps["filament_used"],
                           message=ps.get("message") or None)
+            if ps["state"] in ACTIVE_PRINT_STATES:
+                # wall clock and print_stats at one instant: the connector
+                # may build a status from this sample much later
+                sample["start_epoch"] = time.time() - ps["total_duration"]
             if self.sdcard is not None:
                 sd = self.sdcard.get_status(eventtime)
                 sample.update(file_position=sd["file_position"],
