@@ -146,10 +146,9 @@ class StatusCadence:
     At once when the status code, job id or a target changes (so a cloud
     command's visible effect, too); temperature changes of >= 1 C at most
     every 5 s; a heartbeat every 10 s while printing or hot, every 60 s
-    otherwise.  Two
-    statuses are never closer than MIN_GAP: what comes sooner waits and
-    goes out as one status with the newest state (a burst of cloud
-    commands costs one status, not one each)."""
+    otherwise.  Two statuses are never closer than MIN_GAP: what comes
+    sooner waits and goes out as one status with the newest state (a
+    burst of cloud commands costs one status, not one each)."""
 
     def __init__(self, active_interval=ACTIVE_INTERVAL):
         self.active_interval = active_interval
