@@ -170,10 +170,15 @@ class PolarCloud(pc_host.Host):
             self.started = True
             self.conn.start()
         self._run_deferred()
-        sample = self.sampler.changed(eventtime)
+        # eventtime is when this pass of the timers began: a callback that
+        # ran long before ours makes it stale (seen 3.3 s under CPU
+        # starvation), and print_stats would then report durations that
+        # go back, and a start time that is late
+        now = self.reactor.monotonic()
+        sample = self.sampler.changed(now)
         if sample is not None:
             self.conn.push_sample(sample)
-        return eventtime + SAMPLE_INTERVAL
+        return now + SAMPLE_INTERVAL
 
     def _push_sample(self, sample):
         if sample is not None and not self.closed:

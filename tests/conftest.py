@@ -67,10 +67,20 @@ def forget_registration(printer):
         printer.wait_polar(lambda s: not s["registered"])
 
 
+def stop_any_print(printer):
+    """A print a failed test left running would make the next test's
+    print refused: each test starts with the printer idle."""
+    if printer.print_state() in ("printing", "paused"):
+        printer.klippy.gcode("CANCEL_PRINT")
+        printer.wait_print_state(["cancelled", "complete", "standby"])
+
+
 @pytest.fixture
 def fresh_printer(printer, cloud):
-    """The session printer, unregistered, with the cloud up and default."""
+    """The session printer, idle and unregistered, with the cloud up and
+    default."""
     reset_cloud(cloud)
+    stop_any_print(printer)
     forget_registration(printer)
     return printer
 
