@@ -170,15 +170,11 @@ class PolarCloud(pc_host.Host):
             self.started = True
             self.conn.start()
         self._run_deferred()
-        # eventtime is when this pass of the timers began: a callback that
-        # ran long before ours makes it stale (seen 3.3 s under CPU
-        # starvation), and print_stats would then report durations that
-        # go back, and a start time that is late
-        now = self.reactor.monotonic()
-        sample = self.sampler.changed(now)
+        sample = self.sampler.changed()
         if sample is not None:
             self.conn.push_sample(sample)
-        return now + SAMPLE_INTERVAL
+        # from now: after a stall, eventtime + interval is already past
+        return self.reactor.monotonic() + SAMPLE_INTERVAL
 
     def _push_sample(self, sample):
         if sample is not None and not self.closed:
@@ -186,7 +182,7 @@ class PolarCloud(pc_host.Host):
 
     def _push_fresh_sample(self):
         """After a shutdown or a cloud print's start: report it at once."""
-        self.conn.push_sample(self.sampler.fresh(self.reactor.monotonic()),
+        self.conn.push_sample(self.sampler.fresh(),
                               force=True)
 
     # --- Host: called on the connector thread ---------------------------
@@ -287,7 +283,7 @@ class PolarCloud(pc_host.Host):
             # target changed (PAUSE, M140), and a storm of commands that
             # change nothing else (M105, while printing too, where every
             # sample differs in its durations) costs no status.
-            self._push_sample(self.sampler.changed(self.reactor.monotonic()))
+            self._push_sample(self.sampler.changed())
         finally:
             done()
 

@@ -423,8 +423,9 @@ class PolarEmulator:
                 % (event, " matching predicate" if pred else "", timeout,
                    start, self._summary(start)))
 
-    def _summary(self, start=0, limit=40):
-        rows = list(enumerate(self._events))[start:]
+    def _summary(self, start=0, limit=40, sids=None):
+        rows = [(i, r) for i, r in list(enumerate(self._events))[start:]
+                if sids is None or r.sid in sids]
         lines = ["  [%d] %+.2fs %s sid=%s%s%s %s" % (
             i, r.t - time.monotonic(), r.event, r.sid[:6],
             " serial=%s" % r.serial if r.serial else "",

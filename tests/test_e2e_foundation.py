@@ -13,11 +13,9 @@ from conftest import EMAIL, PIN, register, wait_until
 def ghost_report(printer, cloud):
     """What a ghost connection did, and what the connector said (seen once
     in CI, not reproduced since; this is what the next one will tell)."""
-    ghosts = set(cloud.connected_sids())
-    rows = [(i, r) for i, r in enumerate(cloud.events) if r.sid in ghosts]
-    lines = ["connected: %s" % (sorted(ghosts),)]
-    lines += ["  [%d] %s sid=%s serial=%s" % (i, r.event, r.sid[:6], r.serial)
-              for i, r in rows[-20:]]
+    ghosts = cloud.connected_sids()
+    lines = ["connected: %s" % (ghosts,),
+             cloud._summary(limit=20, sids=set(ghosts))]
     lines += [l for l in printer.log_text().splitlines()
               if "polar_cloud" in l or "WebSocket" in l][-30:]
     return "\n".join(lines)

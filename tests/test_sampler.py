@@ -51,9 +51,9 @@ def test_a_job_ending_right_before_the_next_load_is_still_seen():
     sampler.handle_ready(on_reset=pushed.append)   # wrapped once only
     ps = printer.objects["print_stats"]
     tracker = JobTracker()
-    tracker.update(sampler.changed(0.), 0.)
+    tracker.update(sampler.changed(), 0.)
     ps.state, ps.filename = "printing", "a.gcode"
-    tracker.update(sampler.changed(0.5), 0.5)
+    tracker.update(sampler.changed(), 0.5)
     ps.state = "complete"
     ps.reset()                           # SDCARD_PRINT_FILE b.gcode
     printer.handlers["virtual_sdcard:reset_file"]()
@@ -61,7 +61,7 @@ def test_a_job_ending_right_before_the_next_load_is_still_seen():
     assert ps.resets == 1 and len(pushed) == 1
     for sample in pushed:
         tracker.update(sample, 0.7)
-    tracker.update(sampler.changed(1.), 1.)
+    tracker.update(sampler.changed(), 1.)
     assert [(e["jobId"], e["state"]) for e in tracker.events] == [
         ("123", "completed")]
     assert tracker.job["filename"] == "b.gcode"

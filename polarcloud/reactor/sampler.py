@@ -15,6 +15,7 @@ TEMP_STEP = 0.5     # finer than the 1 C a status cares about
 class PrinterSampler:
     def __init__(self, printer):
         self.printer = printer
+        self.reactor = printer.get_reactor()
         self.print_stats = self.sdcard = None
         self.heaters = []
         self.file_loads = 0
@@ -33,7 +34,7 @@ class PrinterSampler:
         self.heaters = []
         if pheaters is not None:
             names = [n.split()[-1] for n in pheaters.get_status(
-                printer.get_reactor().monotonic())["available_heaters"]]
+                self.reactor.monotonic())["available_heaters"]]
             for key, name, _target in HEATERS:
                 if name in names:
                     self.heaters.append((key, pheaters.lookup_heater(name)))
@@ -49,11 +50,10 @@ class PrinterSampler:
                 or getattr(ps.reset, "polar_cloud_watched", False):
             return
         original = ps.reset
-        reactor = self.printer.get_reactor()
 
         def reset(*args, **kwargs):
             try:
-                on_reset(self.changed(reactor.monotonic()))
+                on_reset(self.changed())
             except Exception:
                 logging.exception("polar_cloud: sample before a reset")
             return original(*args, **kwargs)
@@ -65,7 +65,12 @@ class PrinterSampler:
         # samples is still seen (see jobs.py)
         self.file_loads += 1
 
-    def sample(self, eventtime):
+    def sample(self):
+        # The reactor's now, never a timer's eventtime: that is when the
+        # pass over the timers began, and a long callback before ours makes
+        # it stale (seen 3.3 s under CPU starvation), so print_stats would
+        # report durations that go back and a start time that is late.
+        eventtime = self.reactor.monotonic()
         msg, state = self.printer.get_state_message()
         sample = {"klippy": state, "file_loads": self.file_loads,
                   "message": msg.strip() if state != "ready" else None}
@@ -88,16 +93,16 @@ class PrinterSampler:
                            for key, heater in self.heaters}
         return sample
 
-    def changed(self, eventtime):
+    def changed(self):
         """A new sample if it differs from the last one taken, else None."""
-        sample = self.sample(eventtime)
+        sample = self.sample()
         if self.last is not None and _same(sample, self.last):
             return None
         self.last = sample
         return sample
 
-    def fresh(self, eventtime):
-        self.last = self.sample(eventtime)
+    def fresh(self):
+        self.last = self.sample()
         return self.last
 
 
