@@ -16,12 +16,18 @@
 #                            every window (a client polling /events wakes the
 #                            reactor 20 times a second, and only where it
 #                            waits rather than blocks in a G-code call)
+#   polar_bench_probe/fetch {request}  run the module's download worker from
+#                            a thread of Klippy's process, as the module
+#                            does, and answer with its result
+#                            (bench/download_io.py)
 # The reactor's clock is CLOCK_MONOTONIC_RAW, not Python's time.monotonic():
 # the benchmark converts with the offset it measures through "now".
 import bisect
 import gc
 import heapq
 import os
+import sys
+import threading
 import time
 
 STALL = .005
@@ -66,6 +72,7 @@ class PolarBenchProbe:
         webhooks.register_endpoint("polar_bench_probe/report", self._report)
         webhooks.register_endpoint("polar_bench_probe/events", self._events)
         webhooks.register_endpoint("polar_bench_probe/wait", self._wait)
+        webhooks.register_endpoint("polar_bench_probe/fetch", self._fetch)
 
     def _gc_phase(self, phase, info):
         if phase == "start":
@@ -205,6 +212,31 @@ class PolarBenchProbe:
             raise web_request.error("no %s event %r in %.0f s"
                                     % (kind, values, timeout))
         web_request.send({"event": self.events[found], "next": found + 1})
+
+    def _fetch(self, web_request):
+        request = web_request.get_dict("request")
+        completion = self.reactor.completion()
+
+        def run():
+            # imported here: bare windows of ab_bench never load it
+            sys.path.append(ROOT)
+            from polarcloud.connector.runner import ChildError, ChildProcess
+            child = ChildProcess("download", request, silence=40.,
+                                 on_message=lambda message: None)
+            try:
+                result = child.run()
+            except ChildError as e:
+                result = {"error": str(e)}
+            self.reactor.async_complete(completion, result)
+        threading.Thread(target=run, daemon=True).start()
+        result = completion.wait(self.reactor.monotonic() + 120.)
+        if not result or "error" in result:
+            raise web_request.error("fetch failed: %r" % (result,))
+        web_request.send(result)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.realpath(__file__))))
 
 
 def _unwrapped(callback):
