@@ -40,17 +40,20 @@ def pem(label, der):
         label, "\n".join(lines), label)
 
 
-def generate_key(path, timeout):
-    """Ensure a usable key at path (child process).
+def generate_key(path, timeout, group=None):
+    """Ensure a usable key at path (child process, in runner.ChildGroup
+    group if given).
 
     Returns (SPKI PEM public key, path an unreadable old key was moved to
     or None)."""
-    res = run("keys", {"action": "generate", "path": path}, timeout=timeout)
+    res = run("keys", {"action": "generate", "path": path}, timeout=timeout,
+              group=group)
     return res["public_key"], res.get("moved_aside")
 
 
-def sign_challenge(path, challenge, timeout=SIGN_TIMEOUT):
-    """Sign a welcome challenge (child process); returns (signature, pem)."""
+def sign_challenge(path, challenge, timeout=SIGN_TIMEOUT, group=None):
+    """Sign a welcome challenge (child process, as generate_key); returns
+    (signature, pem)."""
     res = run("keys", {"action": "sign", "path": path,
-                       "challenge": challenge}, timeout=timeout)
+                       "challenge": challenge}, timeout=timeout, group=group)
     return res["signature"], res["public_key"]

@@ -14,6 +14,7 @@ from conftest import EMAIL, PIN, wait_until as wait
 from polarcloud.connector.cloud_client import MAX_MESSAGE_BYTES
 from polarcloud.connector import connection as C
 from polarcloud.connector import registration as R
+from polarcloud.connector.runner import ChildProcess
 from polarcloud.host import Host
 from polarcloud.settings import Settings
 from polarcloud.store import KEY_FILE
@@ -289,3 +290,28 @@ def test_register_refused_when_the_state_dir_cannot_be_written(conn, cloud,
     assert "Read-only" in result["error"]
     time.sleep(0.5)
     assert not [r for r in cloud.events[mark:] if r.event == "register"]
+
+
+class SleepingWorker(ChildProcess):
+    PACKAGE = "tests."      # tests/runner_worker.py
+
+
+def test_stop_does_not_wait_for_a_starved_signer(conn, cloud, monkeypatch):
+    """A SCHED_IDLE keys worker on a busy board may take minutes: stop
+    (RESTART) cancels it, so the old connection closes at once instead of
+    lingering beside the new printer object's."""
+    online(conn, cloud)
+    signing = []
+
+    def starved(path, challenge, timeout=None, group=None):
+        signing.append(challenge)
+        return group.run(SleepingWorker("runner_worker", {"sleep": 120}))
+    monkeypatch.setattr(C.keys, "sign_challenge", starved)
+    mark = cloud.mark()
+    cloud.disconnect_all()
+    wait(lambda: signing and cloud.connected_sids(), 15, "signing again")
+    conn.stop(timeout=30.)
+    assert not conn.thread.is_alive()
+    wait(lambda: not cloud.connected_sids(), 10, "old connection closed")
+    assert not [r for r in cloud.events[mark:] if r.event == "hello"]
+    assert "sign" not in (conn.host_.info.get("last_error") or "")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from polarcloud.connector.runner import ChildError, ChildProcess
+from polarcloud.connector.runner import ChildError, ChildGroup, ChildProcess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -48,6 +48,19 @@ def test_watchdogs():
     assert e.value.kind == "timeout"
     with pytest.raises(ChildError, match="timed out after 0.5 s"):
         child({"messages": 1, "sleep": 30}, timeout=0.5).run()
+
+
+def test_a_closed_group_cancels_its_children_and_any_later_one():
+    group = ChildGroup()
+    running = child({"sleep": 60})
+    threading.Timer(0.5, group.close).start()
+    with pytest.raises(ChildError) as e:
+        group.run(running)
+    assert e.value.kind == "cancelled" and running.returncode < 0
+    later = child({})
+    with pytest.raises(ChildError, match="cancelled"):
+        group.run(later)
+    assert later.returncode is None     # never started
 
 
 def test_cancel_from_another_thread():

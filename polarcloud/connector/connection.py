@@ -32,7 +32,7 @@ from .errors import ErrorLog
 from .prints import CloudPrints
 from .registration import Registration
 from .reporter import StatusReporter
-from .runner import ChildError
+from .runner import ChildError, ChildGroup
 from .session import Session, close_client
 from .tlscheck import CertificateCheck, untrusted
 from .uploads import CameraUploads
@@ -69,6 +69,7 @@ class CloudConnection:
         self.next_drop_line = 0.
         self.thread = None
         self.stopping = threading.Event()
+        self.children = ChildGroup()   # the keys worker, cancelled at stop
         self.backoff = Backoff(*RECONNECT_BACKOFF)
         self.errors = ErrorLog()
         self.certificates = CertificateCheck(settings.url)
@@ -150,6 +151,7 @@ class CloudConnection:
     def request_stop(self):
         """Stop without waiting (safe from the connector thread itself)."""
         self.stopping.set()
+        self.children.close()
         self.inbox.put_nowait(None)
 
     def post(self, func, *args):
@@ -532,9 +534,11 @@ class CloudConnection:
     def _send_hello(self, session):
         challenge = session.take_challenge()
         try:
-            signature, _pub = keys.sign_challenge(self.store.key_path,
-                                                  challenge)
+            signature, _pub = keys.sign_challenge(
+                self.store.key_path, challenge, group=self.children)
         except (ChildError, OSError) as e:
+            if self.stopping.is_set():
+                return    # cancelled by stop(): nothing went wrong
             self.errors.report("sign", "cannot sign hello with %s: %s"
                                % (self.store.key_path, e))
             self._drop(HELLO_FAILED_RETRY, failed=True)

@@ -90,7 +90,7 @@ class Registration:
             # a new key for a first registration (child process, may take
             # minutes on a slow board); a readable existing key is kept
             self.public_key, moved = keys.generate_key(
-                conn.store.key_path, KEYGEN_TIMEOUT)
+                conn.store.key_path, KEYGEN_TIMEOUT, group=conn.children)
         except (ChildError, OSError) as e:
             self._register_done(error="cannot create the printer key: %s"
                                 % (e,))

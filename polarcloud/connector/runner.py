@@ -183,6 +183,41 @@ class ChildProcess:
             err.decode("utf-8", "replace").strip()[-300:]), "crashed")
 
 
-def run(worker, request, timeout=None):
-    """Run a worker to completion; its result dict, else ChildError."""
-    return ChildProcess(worker, request, timeout=timeout).run()
+class ChildGroup:
+    """The children a thread waits on, cancelled together by close() from
+    any thread, and so is any started after it.
+
+    A connector told to stop must not wait for a hello signature or a key
+    that a starved SCHED_IDLE child has not made yet: RESTART would go on
+    without it and the old connection would linger beside the new one."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running = set()
+        self._closed = False
+
+    def run(self, child):
+        """child.run(), cancelled if the group is (or gets) closed."""
+        with self._lock:
+            if self._closed:
+                child.cancel()
+            self._running.add(child)
+        try:
+            return child.run()
+        finally:
+            with self._lock:
+                self._running.discard(child)
+
+    def close(self):
+        with self._lock:
+            self._closed = True
+            running = list(self._running)
+        for child in running:
+            child.cancel()
+
+
+def run(worker, request, timeout=None, group=None):
+    """Run a worker to completion (in group, if given); its result dict,
+    else ChildError."""
+    child = ChildProcess(worker, request, timeout=timeout)
+    return child.run() if group is None else group.run(child)
