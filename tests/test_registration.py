@@ -39,7 +39,7 @@ def test_every_wait_is_derived_from_the_connector_budget():
 
 
 def test_key_generation_out_of_time_is_a_clear_answer(tmp_path, monkeypatch):
-    def too_slow(path, timeout):
+    def too_slow(path, timeout, group=None):
         assert timeout == R.KEYGEN_TIMEOUT
         raise ChildError("the worker was stopped after %d s" % timeout,
                          "timeout")
