@@ -271,7 +271,12 @@ class PolarCloud(pc_host.Host):
 
     def _run_commands(self, commands, done):
         try:
-            for event, data in commands:
+            for i, (event, data) in enumerate(commands):
+                if i:
+                    # let timers due meanwhile run between two commands: a
+                    # batch of a burst's 20 M105 in one pass was a 5 ms
+                    # stall while printing (docs/performance.md, run M)
+                    self.reactor.pause(self.reactor.monotonic())
                 try:
                     self.remote.run(event, data)
                 except Exception:
