@@ -46,15 +46,10 @@ class Context:
         self.python = args.klippy_python
         self.command_rate = args.command_rate
         self.print_command_rate = args.print_command_rate
-        cache = os.path.join(ROOT, ".venv", "bench-cache")
-        os.makedirs(cache, exist_ok=True)
-        # another size is another cache file; the name served stays
-        size_name = ("" if args.download_mb == 100
-                     else "%d-" % (args.download_mb,)) + loads.BIG_NAME
-        big = loads.write_gcode(os.path.join(cache, size_name),
-                                size=args.download_mb * 1024 * 1024)
+        big = loads.big_gcode(ROOT, args.download_mb)
         self.cancel_over_api = args.module_cancel == "api"
-        long_ = loads.write_gcode(os.path.join(cache, loads.LONG_NAME),
+        long_ = loads.write_gcode(os.path.join(os.path.dirname(big),
+                                               loads.LONG_NAME),
                                   seconds=3600)
         self.files = (big, long_)
         with open(big, "rb") as f:

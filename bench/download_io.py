@@ -86,12 +86,7 @@ def main():
     modes = args.modes.split(",")
     workdir = tempfile.mkdtemp(prefix="download-io-")
     printers.install(workdir)
-    cache = os.path.join(ROOT, ".venv", "bench-cache")
-    os.makedirs(cache, exist_ok=True)
-    size_name = ("" if args.download_mb == 100
-                 else "%d-" % (args.download_mb,)) + loads.BIG_NAME
-    big = loads.write_gcode(os.path.join(cache, size_name),
-                            size=args.download_mb * 1024 * 1024)
+    big = loads.big_gcode(ROOT, args.download_mb)
     cloud = PolarEmulator().start()
     with open(big, "rb") as f:
         url = cloud.serve_file(loads.BIG_NAME, f.read())

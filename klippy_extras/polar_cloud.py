@@ -275,7 +275,7 @@ class PolarCloud(pc_host.Host):
                 if i:
                     # let timers due meanwhile run between two commands: a
                     # batch of a burst's 20 M105 in one pass was a 5 ms
-                    # stall while printing (docs/performance.md, run M)
+                    # stall while printing (docs/performance.md, runs L and M)
                     self.reactor.pause(self.reactor.monotonic())
                 try:
                     self.remote.run(event, data)

@@ -52,6 +52,15 @@ def write_gcode(path, size=None, seconds=None):
     return path
 
 
+def big_gcode(root, mb):
+    """The download cycles' file of `mb` MiB, made once in the bench cache
+    (another size is another cache file; the name served stays BIG_NAME)."""
+    cache = os.path.join(root, ".venv", "bench-cache")
+    os.makedirs(cache, exist_ok=True)
+    name = ("" if mb == 100 else "%d-" % (mb,)) + BIG_NAME
+    return write_gcode(os.path.join(cache, name), size=mb * 1024 * 1024)
+
+
 def curl_fsync(url, path, keep=False):
     """Seconds to fetch url with curl and fsync the file."""
     t0 = time.monotonic()
