@@ -25,8 +25,8 @@ def ghost_report(printer, cloud):
 def one_connection(printer, cloud, serial):
     """Exactly one authenticated connection (strict), and no other socket
     left open: that one is docs/reliability.md's known ghost (a socket that
-    connected at a restart and never sent anything), reported as a warning
-    until it is understood."""
+    connected around a restart and never sent anything), reported as a
+    warning until it is understood."""
     wait_until(lambda: len(cloud.authenticated_sids(serial)) == 1, 10,
                lambda: ghost_report(printer, cloud))
     try:

@@ -219,7 +219,8 @@ class PolarBenchProbe:
 
         def run():
             # imported here: bare windows of ab_bench never load it
-            sys.path.append(ROOT)
+            if ROOT not in sys.path:
+                sys.path.append(ROOT)
             from polarcloud.connector.runner import ChildError, ChildProcess
             child = ChildProcess("download", request, silence=40.,
                                  on_message=lambda message: None)
